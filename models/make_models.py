@@ -1,0 +1,128 @@
+"""Build the small real models that onnx-fuse's tests and README use.
+
+Run from anywhere: `python models/make_models.py`. Deterministic (fixed seeds); takes under a minute on 2 cores.
+- digits_cnn.h5     Sequential Conv2D CNN trained on scikit-learn's bundled 8x8 digits (Conv->ReLU, Conv->BN->ReLU).
+- digits_conv1d.keras  Functional Conv1D model on the same digits, rows as time steps.
+- tiny2_float.h5    float rebuild of the 2021 project's tiny2 (../shared/models/tiny2), 5 Conv->ReLU pairs.
+- *.npz             test inputs `x` (and reference outputs `y` where known) for each model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import h5py
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+HERE = Path(__file__).resolve().parent
+TINY2 = HERE.parent.parent / "shared" / "models" / "tiny2"
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))
+    x = (d.images[order] / 16.0).astype(np.float32)
+    return x, d.target[order].astype(np.int64)
+
+
+def train(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int) -> float:
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(x[:1500], y[:1500], epochs=epochs, batch_size=32, verbose=0)
+    return float(model.evaluate(x[1500:], y[1500:], verbose=0)[1])
+
+
+def make_digits_cnn(x: np.ndarray, y: np.ndarray) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="digit"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+            keras.layers.Conv2D(16, 3, padding="valid", name="conv2"),
+            keras.layers.BatchNormalization(name="bn2"),
+            keras.layers.ReLU(name="relu2"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name="digits_cnn",
+    )
+    acc = train(model, x[..., None], y, epochs=30)
+    model.save(HERE / "digits_cnn.h5")
+    np.savez_compressed(HERE / "digits_cnn.npz", x=x[1500:1600, :, :, None])
+    print(f"digits_cnn.h5: held-out accuracy {acc:.3f}")
+
+
+def make_digits_conv1d(x: np.ndarray, y: np.ndarray) -> None:
+    inp = keras.Input((8, 8), name="rows")
+    h = keras.layers.Conv1D(16, 3, padding="same", activation="relu", name="conv1")(inp)
+    h = keras.layers.Conv1D(16, 3, padding="valid", activation="relu", name="conv2")(h)
+    h = keras.layers.Flatten(name="flatten")(h)
+    out = keras.layers.Dense(10, name="logits")(h)
+    model = keras.Model(inp, out, name="digits_conv1d")
+    acc = train(model, x, y, epochs=30)
+    model.save(HERE / "digits_conv1d.keras")
+    np.savez_compressed(HERE / "digits_conv1d.npz", x=x[1500:1600])
+    print(f"digits_conv1d.keras: held-out accuracy {acc:.3f}")
+
+
+def on_grid(w: np.ndarray) -> np.ndarray:
+    """QKeras quantized_bits(8, 2): step 1/32, range [-4, 3.96875]."""
+    return np.clip(np.round(w * 32), -128, 127) / 32
+
+
+def make_tiny2() -> None:
+    """Float Keras rebuild of tiny2: BN folded into each conv, weights put on the quantized_bits(8,2) grid.
+
+    The ReLUs are plain (not clipped at 3.984375 like QKeras' quantized_relu(8,2)): hls4ml's saturating ReLU
+    result type supplies the clip in hardware, and a plain ReLU keeps every Conv->ReLU pair a plain ONNX Relu.
+    """
+    with h5py.File(TINY2 / "model_best_nosoftmax.h5", "r") as f:
+        layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+        x = inp = keras.Input((32, 32, 3), name="image")
+        for layer in layers:
+            cfg, kind = layer["config"], layer["class_name"]
+            name = cfg["name"]
+            if kind == "QConv2DBatchnorm":
+                g = f["model_weights"][name][name]
+                bn = g[next(k for k in g if k.startswith("batch_normalization"))]
+                scale = bn["gamma:0"][()] / np.sqrt(bn["moving_variance:0"][()] + cfg["epsilon"])
+                kernel = on_grid(g["kernel:0"][()] * scale)
+                bias = on_grid((g["bias:0"][()] - bn["moving_mean:0"][()]) * scale + bn["beta:0"][()])
+                conv = keras.layers.Conv2D(
+                    cfg["filters"], cfg["kernel_size"], strides=cfg["strides"], padding=cfg["padding"], name=name
+                )
+                x = conv(x)
+                conv.set_weights([kernel, bias])
+            elif kind == "QActivation":
+                x = keras.layers.ReLU(name=name)(x)
+            elif kind == "Flatten":
+                x = keras.layers.Flatten(name=name)(x)
+            elif kind == "QDense":
+                g = f["model_weights"][name][name]
+                dense = keras.layers.Dense(cfg["units"], name=name)
+                x = dense(x)
+                dense.set_weights([on_grid(g["kernel:0"][()]), on_grid(g["bias:0"][()])])
+            elif kind != "InputLayer":
+                sys.exit(f"tiny2: unexpected layer {kind}")
+    model = keras.Model(inp, x, name="tiny2_float")
+    model.save(HERE / "tiny2_float.h5")
+    tb = TINY2 / "tb_data"
+    images = np.loadtxt(tb / "tb_input_features.dat", dtype=np.float32).reshape(-1, 32, 32, 3)
+    qkeras = np.loadtxt(tb / "tb_keras_predictions.dat", dtype=np.float32)
+    agree = (model.predict(images, verbose=0).argmax(1) == qkeras.argmax(1)).mean()
+    np.savez_compressed(HERE / "tiny2_float.npz", x=images, y_qkeras=qkeras)
+    print(f"tiny2_float.h5: top-1 agreement with the QKeras predictions {agree:.2f}")
+
+
+if __name__ == "__main__":
+    keras.utils.set_random_seed(0)
+    xd, yd = digits()
+    make_digits_cnn(xd, yd)
+    make_digits_conv1d(xd, yd)
+    make_tiny2()

@@ -1,0 +1,3 @@
+from onnx_fuse.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+EXIT_CODES = """exit codes:
+  0  fused and written (parity checked unless --no-verify)
+  1  internal error (a bug: rerun with -v and report it)
+  2  bad input: missing, unreadable or corrupt file, unsupported layer or shape, unwritable output
+  3  parity check failed: the fused graph does not match the original; nothing written
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onnx-fuse",
+        description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml, fuse every "
+        "Conv->Relu pair into one onnx_fuse::ConvRelu node (a model-local function, so onnxruntime runs it), "
+        "check parity in onnxruntime and write the fused ONNX file.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", type=Path, help="input model: .h5, .keras or .onnx")
+    p.add_argument("output", type=Path, help="fused ONNX file to write (never the input)")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity checks")
+    p.add_argument("--data", type=Path, help="real test inputs (.npy, or .npz keyed by input name or 'x')")
+    p.add_argument("--samples", type=int, default=16, help="random inputs for parity (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every pass and change")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def quiet_libraries() -> None:
+    """TensorFlow, tf2onnx and onnxruntime log freely; only our lines should reach the user."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    warnings.filterwarnings("ignore")
+    for name in ("tensorflow", "tf2onnx", "onnxslim", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("onnx-fuse: %(message)s"))
+    ours = logging.getLogger("onnx_fuse")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def summary(result) -> str:
+    f = result.fusion
+    lines = [
+        f"{result.input} -> {result.output}",
+        f"  fused {f.pairs} Conv->Relu pair{'s' if f.pairs != 1 else ''} into onnx_fuse::ConvRelu "
+        f"(nodes {f.nodes_before} -> {f.nodes_after})",
+        "  normalise: "
+        + ", ".join(f"{p.name} ({len(p.changes)} change{'s' if len(p.changes) != 1 else ''})" for p in result.passes),
+    ]
+    for p in result.parity:
+        bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
+        lines.append(
+            f"  parity {p.name}: max abs err {p.max_abs_err:.3g} on {p.samples} inputs ({bound}) "
+            f"{'ok' if p.ok else 'FAILED'}"
+        )
+    if not result.parity:
+        lines.append("  parity: not checked (--no-verify)")
+    lines.append("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items()))
+    return "\n".join(lines)
+
+
+def as_json(result) -> str:
+    return json.dumps(
+        {
+            "input": str(result.input),
+            "output": str(result.output),
+            "source": result.source_kind,
+            "pairs_fused": result.fusion.pairs,
+            "fused_nodes": result.fusion.fused_nodes,
+            "nodes_before": result.fusion.nodes_before,
+            "nodes_after": result.fusion.nodes_after,
+            "passes": {p.name: p.changes for p in result.passes},
+            "parity": [p.as_dict() for p in result.parity],
+            "seconds": result.seconds,
+        },
+        indent=2,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    quiet_libraries()
+    setup_logging(args.verbose, args.quiet or args.json)
+    from onnx_fuse.errors import FuseError
+    from onnx_fuse.pipeline import Options, run
+
+    if args.samples < 1:
+        print("onnx-fuse: error: --samples must be at least 1", file=sys.stderr)
+        return 2
+    options = Options(verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data)
+    try:
+        result = run(args.model, args.output, options)
+    except FuseError as exc:
+        print(f"onnx-fuse: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("onnx-fuse: interrupted; nothing written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line by default, the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(as_json(result) if args.json else summary(result))
+    return 0

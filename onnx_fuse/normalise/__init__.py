@@ -1,0 +1,41 @@
+"""Normalise an exported graph into the form hls4ml's ONNX path reads: a list of named passes, run in order.
+
+Each pass is `apply(model) -> (model, changes)`, qonnx-style; `changes` lists what it changed (empty: nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx
+
+from onnx_fuse.normalise import check_and_infer, explicit_conv_attrs, fix_batch, fold_constants
+
+log = logging.getLogger(__name__)
+
+Pass = Callable[[onnx.ModelProto], "tuple[onnx.ModelProto, list[str]]"]
+
+PASSES: list[tuple[str, Pass]] = [
+    ("fix_batch", fix_batch.apply),
+    ("fold_constants", fold_constants.apply),
+    ("explicit_conv_attrs", explicit_conv_attrs.apply),
+    ("check_and_infer", check_and_infer.apply),
+]
+
+
+@dataclass
+class PassReport:
+    name: str
+    changes: list[str] = field(default_factory=list)
+
+
+def normalise(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[PassReport]]:
+    reports = []
+    for name, apply in PASSES:
+        model, changes = apply(model)
+        for change in changes:
+            log.debug("%s: %s", name, change)
+        reports.append(PassReport(name, changes))
+    return model, reports

@@ -1,0 +1,87 @@
+"""The whole job, top-down: load -> export -> normalise -> fuse -> verify -> write."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import onnx
+
+from onnx_fuse.errors import ParityError
+from onnx_fuse.export import keras_to_onnx
+from onnx_fuse.fuse import FuseReport, fuse
+from onnx_fuse.load import Source, load
+from onnx_fuse.normalise import PassReport, normalise
+from onnx_fuse.output import check_output_path, write_atomic
+from onnx_fuse.verify import Parity, check_parity, keras_runner, make_feeds, run_onnx
+
+log = logging.getLogger("onnx_fuse")
+
+
+@dataclass
+class Options:
+    verify: bool = True
+    samples: int = 16
+    seed: int = 0
+    data: Path | None = None
+
+
+@dataclass
+class Result:
+    input: Path
+    output: Path
+    source_kind: str
+    passes: list[PassReport]
+    fusion: FuseReport
+    parity: list[Parity] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    model: onnx.ModelProto | None = field(default=None, repr=False)
+
+
+def run(input_path: Path, output_path: Path, options: Options | None = None) -> Result:
+    options = options or Options()
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(name: str, what: str) -> Iterator[None]:
+        log.info("%s ...", what)
+        start = time.perf_counter()
+        yield
+        seconds[name] = time.perf_counter() - start
+
+    check_output_path(input_path, output_path)
+    with stage("load", f"loading {input_path}"):
+        source = load(input_path)
+    with stage("export", "exporting to ONNX with tf2onnx" if source.kind == "keras" else "reading ONNX graph"):
+        exported = source.onnx_model if source.onnx_model is not None else keras_to_onnx(source.keras_model)
+    with stage("normalise", "normalising the graph"):
+        normalised, passes = normalise(exported)
+    with stage("fuse", "fusing Conv->Relu pairs"):
+        fused, fusion = fuse(normalised)
+    parity = []
+    if options.verify:
+        with stage("verify", "checking parity in onnxruntime"):
+            parity = verify(source, exported, normalised, fused, options)
+    with stage("write", f"writing {output_path}"):
+        write_atomic(fused, output_path)
+    return Result(input_path, output_path, source.kind, passes, fusion, parity, seconds, fused)
+
+
+def verify(
+    source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, options: Options
+) -> list[Parity]:
+    feeds = make_feeds(normalised, options.samples, options.seed, options.data)
+    if source.kind == "keras":
+        reference, name = keras_runner(source.keras_model), "keras"
+    else:
+        reference, name = (lambda f: run_onnx(exported, f)), "input onnx"
+    parity = check_parity(reference, name, normalised, fused, feeds)
+    failed = [p for p in parity if not p.ok]
+    if failed:
+        detail = "; ".join(f"{p.name}: max abs err {p.max_abs_err:.3g} > allowed" for p in failed)
+        raise ParityError(f"parity check failed ({detail}); nothing written")
+    return parity
