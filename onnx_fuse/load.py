@@ -70,7 +70,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
 def load_keras(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise InputError(f"not a Keras .keras archive (not a zip file): {path}")
+        raise InputError(f"not a Keras .keras archive (not a complete zip file): {path}")
     if suffix in (".h5", ".hdf5"):
         import h5py
 

@@ -1,0 +1,130 @@
+"""The command line end to end on bundled models: summary, JSON, verbosity, exit codes, written file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import MODELS, REPO
+from onnx_fuse import pipeline
+from onnx_fuse.cli import main
+from onnx_fuse.export import keras_to_onnx
+from onnx_fuse.load import load
+from onnx_fuse.normalise import normalise
+
+TINY2 = MODELS / "tiny2_float.h5"
+
+
+def plain_session(model: onnx.ModelProto | str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    data = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def test_tiny2_all_five_pairs_fused_and_exact_in_plain_onnxruntime(tmp_path, capsys):
+    out = tmp_path / "tiny2_fused.onnx"
+    assert main([str(TINY2), str(out), "--data", str(MODELS / "tiny2_float.npz"), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "fused 5 Conv->Relu pairs" in text
+    assert "parity onnx vs fused: max abs err 0 on 116 inputs (exact) ok" in text
+    fused = onnx.load(out)
+    assert [n.op_type for n in fused.graph.node].count("ConvRelu") == 5
+    assert "Relu" not in [n.op_type for n in fused.graph.node]
+    # independent check: the file alone, in a plain session, against a freshly normalised unfused graph
+    unfused, _ = normalise(keras_to_onnx(load(TINY2).keras_model))
+    images = np.load(MODELS / "tiny2_float.npz")["x"][:20]
+    a, b = plain_session(unfused), plain_session(str(out))
+    for image in images:
+        expected = a.run(None, {"image": image[None]})[0]
+        assert np.array_equal(b.run(None, {"image": image[None]})[0], expected)
+
+
+def test_json_summary(tmp_path, capsys):
+    out = tmp_path / "d.onnx"
+    assert main([str(MODELS / "digits_cnn.h5"), str(out), "--json", "--samples", "4"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["pairs_fused"] == 2 and report["source"] == "keras"
+    assert [p["name"] for p in report["parity"]] == ["keras vs onnx", "onnx vs fused"]
+    assert report["parity"][1]["max_abs_err"] == 0.0 and report["parity"][1]["samples"] == 4
+    assert report["passes"]["fold_constants"] == ["Add: 1 -> 0", "Mul: 1 -> 0"]
+    assert set(report["seconds"]) == {"load", "export", "normalise", "fuse", "verify", "write"}
+    assert captured.err == ""  # --json keeps stderr quiet too
+
+
+def test_verbose_logs_every_stage_and_pass(tmp_path, capsys):
+    assert main([str(MODELS / "digits_cnn.h5"), str(tmp_path / "d.onnx"), "-v", "--samples", "2"]) == 0
+    err = capsys.readouterr().err
+    for line in ("exporting to ONNX with tf2onnx", "fold_constants: Mul: 1 -> 0", "explicit_conv_attrs: MaxPool",
+                 "fused 2 Conv->Relu pairs:", "onnx vs fused: max abs err 0"):
+        assert line in err
+
+
+def test_no_verify_skips_parity(tmp_path, capsys):
+    assert main([str(MODELS / "digits_cnn.h5"), str(tmp_path / "d.onnx"), "--no-verify", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "not checked (--no-verify)" in out and "verify" not in out.split("time:")[1]
+
+
+def without_metadata(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    nodes = list(model.graph.node)
+    for node in nodes:
+        node.ClearField("metadata_props")  # onnxslim drops the rewriter's rule-name tag; nothing else may differ
+    return nodes
+
+
+def test_a_fused_onnx_file_goes_through_unchanged(tmp_path, capsys):
+    first, second = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert main([str(MODELS / "digits_cnn.h5"), str(first), "-q"]) == 0
+    assert main([str(first), str(second), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "fused 0 Conv->Relu pairs" in out and "parity input onnx vs onnx" in out
+    assert without_metadata(onnx.load(second)) == without_metadata(onnx.load(first))
+
+
+def test_parity_failure_exits_3_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A fusion that changed the numbers must be caught by the real onnxruntime comparison."""
+    real_fuse = pipeline.fuse
+
+    def corrupting_fuse(model):
+        fused, report = real_fuse(model)
+        weight = next(i for i in fused.graph.initializer if len(i.dims) == 4)
+        arr = onnx.numpy_helper.to_array(weight).copy()
+        arr.flat[0] += 0.5
+        weight.CopyFrom(onnx.numpy_helper.from_array(arr, weight.name))
+        return fused, report
+
+    monkeypatch.setattr(pipeline, "fuse", corrupting_fuse)
+    out = tmp_path / "d.onnx"
+    assert main([str(MODELS / "digits_cnn.h5"), str(out), "-q"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("onnx-fuse: error: parity check failed (onnx vs fused: max abs err")
+    assert len(captured.err.strip().splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_help_documents_exit_codes():
+    result = subprocess.run([sys.executable, "-m", "onnx_fuse", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    for code in ("0  fused", "1  internal error", "2  bad input", "3  parity check failed"):
+        assert code in result.stdout
+
+
+def test_module_entry_point_runs_for_real(tmp_path):
+    out = tmp_path / "d.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "onnx_fuse", str(MODELS / "digits_cnn.h5"), str(out), "--samples", "2"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fused 2 Conv->Relu pairs" in result.stdout
+    assert all(line.startswith("onnx-fuse: ") for line in result.stderr.splitlines()), result.stderr
+    assert out.exists()

@@ -1,0 +1,160 @@
+"""Each normalisation pass on small hand-built graphs: what it changes, what it refuses, and that numbers hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from conftest import conv_init, make_model, op_types, vec_init
+from onnx_fuse.errors import InputError
+from onnx_fuse.fuse import fuse
+from onnx_fuse.normalise import check_and_infer, explicit_conv_attrs, fix_batch, fold_constants, normalise
+from onnx_fuse.verify import run_onnx
+
+
+def feeds(shape=(3, 3, 8, 8)) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+
+
+def attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def valid_conv_relu(batch="N", **conv_attrs) -> onnx.ModelProto:
+    """tf2onnx's 'valid' conv: kernel_shape only, no pads/strides/dilations."""
+    return make_model(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3], **conv_attrs),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        [conv_init("w", 4, 3), vec_init("b", 4)],
+        {"x": [batch, 3, 8, 8]},
+        {"y": [batch, 4, None, None]},
+    )
+
+
+def test_fix_batch_sets_dynamic_batch_to_one():
+    model, changes = fix_batch.apply(valid_conv_relu())
+    assert changes == ["input 'x': batch 'N' -> 1"]
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
+
+
+def test_fix_batch_leaves_static_graph_alone():
+    model = valid_conv_relu(batch=1)
+    out, changes = fix_batch.apply(model)
+    assert changes == [] and out is model
+
+
+def test_fix_batch_refuses_dynamic_spatial_dims():
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [], {"x": [1, 3, "H", 8]}, {"y": [1, 3, "H", 8]})
+    with pytest.raises(InputError, match="dynamic dimensions"):
+        fix_batch.apply(model)
+
+
+def test_explicit_conv_attrs_fills_valid_conv_and_keeps_numbers():
+    model = valid_conv_relu(batch=1)
+    out, changes = explicit_conv_attrs.apply(model)
+    assert changes == ["Conv 'conv': set strides, pads, dilations"]
+    assert attrs(out.graph.node[0]) == {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1]}
+    assert "pads" not in attrs(model.graph.node[0])  # the input graph is not edited in place
+    f = feeds((1, 3, 8, 8))
+    assert np.array_equal(run_onnx(model, f)[0], run_onnx(out, f)[0])
+
+
+@pytest.mark.parametrize(
+    "auto_pad, strides, pads",
+    [("SAME_UPPER", [1, 1], [1, 1, 1, 1]), ("SAME_UPPER", [2, 2], [0, 0, 1, 1]), ("SAME_LOWER", [2, 2], [1, 1, 0, 0]),
+     ("VALID", [2, 2], [0, 0, 0, 0])],
+)
+def test_explicit_conv_attrs_resolves_auto_pad(auto_pad, strides, pads):
+    model = valid_conv_relu(batch=1, auto_pad=auto_pad, strides=strides)
+    out, _ = explicit_conv_attrs.apply(model)
+    got = attrs(out.graph.node[0])
+    assert "auto_pad" not in got and got["pads"] == pads
+    f = feeds((1, 3, 8, 8))
+    assert np.array_equal(run_onnx(model, f)[0], run_onnx(out, f)[0])
+
+
+def test_explicit_conv_attrs_covers_pools():
+    model = make_model(
+        [helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2])],
+        [],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 3, 4, 4]},
+    )
+    out, changes = explicit_conv_attrs.apply(model)
+    assert changes == ["MaxPool 'pool': set pads"]
+    assert attrs(out.graph.node[0])["pads"] == [0, 0, 0, 0]
+
+
+def keras3_batchnorm_graph() -> onnx.ModelProto:
+    """Keras 3 exports BatchNorm as Mul + Add between the Conv and its Relu."""
+    scale = helper.make_tensor("scale", 1, [1, 4, 1, 1], [0.5, 2.0, -1.0, 1.5])
+    shift = helper.make_tensor("shift", 1, [1, 4, 1, 1], [0.1, -0.2, 0.3, 0.0])
+    return make_model(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Mul", ["c", "scale"], ["m"]),
+            helper.make_node("Add", ["m", "shift"], ["a"]),
+            helper.make_node("Relu", ["a"], ["y"]),
+        ],
+        [conv_init("w", 4, 3), vec_init("b", 4), scale, shift],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 4, 8, 8]},
+    )
+
+
+def test_fold_constants_folds_mul_add_batchnorm_into_conv():
+    model = keras3_batchnorm_graph()
+    out, changes = fold_constants.apply(model)
+    assert op_types(out) == ["Conv", "Relu"]
+    assert changes == ["Add: 1 -> 0", "Mul: 1 -> 0"]
+    f = feeds((1, 3, 8, 8))
+    np.testing.assert_allclose(run_onnx(model, f)[0], run_onnx(out, f)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_fold_constants_folds_batchnormalization_node():
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"]),
+            helper.make_node("Relu", ["n"], ["y"]),
+        ],
+        [conv_init("w", 4, 3), vec_init("g", 4, 3), vec_init("b", 4), vec_init("m", 4, 4),
+         helper.make_tensor("v", 1, [4], [1.0, 2.0, 0.5, 3.0])],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 4, 8, 8]},
+    )
+    out, _ = fold_constants.apply(model)
+    assert op_types(out) == ["Conv", "Relu"]
+    f = feeds((1, 3, 8, 8))
+    np.testing.assert_allclose(run_onnx(model, f)[0], run_onnx(out, f)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_check_and_infer_sets_static_output_shapes():
+    model, _ = fix_batch.apply(valid_conv_relu())
+    model, _ = explicit_conv_attrs.apply(model)
+    out, _ = check_and_infer.apply(model)
+    assert [d.dim_value for d in out.graph.output[0].type.tensor_type.shape.dim] == [1, 4, 6, 6]
+
+
+def test_check_and_infer_refuses_a_broken_graph():
+    model = make_model([helper.make_node("Relu", ["missing"], ["y"])], [], {"x": [1, 3]}, {"y": [1, 3]})
+    with pytest.raises(InputError, match="checker"):
+        check_and_infer.apply(model)
+
+
+def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
+    model, reports = normalise(keras3_batchnorm_graph())
+    assert [r.name for r in reports] == ["fix_batch", "fold_constants", "explicit_conv_attrs", "check_and_infer"]
+    fused, report = fuse(model)
+    assert report.pairs == 1 and op_types(fused) == ["ConvRelu"]
+
+
+def test_normalise_of_dynamic_batch_onnx_gives_a_static_checked_graph():
+    model, _ = normalise(valid_conv_relu())
+    shape = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    assert shape == [1, 4, 6, 6]
+    onnx.checker.check_model(model, full_check=True)
