@@ -11,7 +11,7 @@ from typing import Callable
 
 import onnx
 
-from onnx_fuse.normalise import check_and_infer, explicit_conv_attrs, fix_batch, fold_constants
+from onnx_fuse.normalise import check_and_infer, conv1d_bias, explicit_conv_attrs, fix_batch, fold_constants
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ Pass = Callable[[onnx.ModelProto], "tuple[onnx.ModelProto, list[str]]"]
 PASSES: list[tuple[str, Pass]] = [
     ("fix_batch", fix_batch.apply),
     ("fold_constants", fold_constants.apply),
+    ("conv1d_bias", conv1d_bias.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
     ("check_and_infer", check_and_infer.apply),
 ]
