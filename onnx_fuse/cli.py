@@ -22,9 +22,9 @@ EXIT_CODES = """exit codes:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnx-fuse",
-        description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml, fuse every "
-        "Conv->Relu pair into one onnx_fuse::ConvRelu node (a model-local function, so onnxruntime runs it), "
-        "check parity in onnxruntime and write the fused ONNX file.",
+        description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
+        "fuse every Conv->Relu pair into one onnx_fuse::ConvRelu node (a model-local function,\n"
+        "so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,14 +58,18 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
     ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
+def normalise_line(passes) -> str:
+    changed = [f"{p.name} ({len(p.changes)} change{'s' if len(p.changes) != 1 else ''})" for p in passes if p.changes]
+    return ", ".join(changed) if changed else f"graph already normal ({len(passes)} passes, no changes)"
+
+
 def summary(result) -> str:
     f = result.fusion
     lines = [
         f"{result.input} -> {result.output}",
         f"  fused {f.pairs} Conv->Relu pair{'s' if f.pairs != 1 else ''} into onnx_fuse::ConvRelu "
         f"(nodes {f.nodes_before} -> {f.nodes_after})",
-        "  normalise: "
-        + ", ".join(f"{p.name} ({len(p.changes)} change{'s' if len(p.changes) != 1 else ''})" for p in result.passes),
+        "  normalise: " + normalise_line(result.passes),
     ]
     for p in result.parity:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"

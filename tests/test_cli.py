@@ -128,3 +128,10 @@ def test_module_entry_point_runs_for_real(tmp_path):
     assert "fused 2 Conv->Relu pairs" in result.stdout
     assert all(line.startswith("onnx-fuse: ") for line in result.stderr.splitlines()), result.stderr
     assert out.exists()
+
+
+def test_console_script_is_installed():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "onnx-fuse"]
+    assert script.load() is main
