@@ -1,0 +1,52 @@
+"""FIFO resource estimate for hls4ml io_stream designs, calibrated on real csynth reports.
+
+No Vivado/Vitis here, so cost comes from rules fitted on 3,580 FIFO rows of 13 real csynth reports
+(../shared/calibration; tests/data/csynth_fifo_rows.tsv): the BRAM_18K rule reproduces every row exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+BRAM18K_DEPTH = 16384
+# Vivado HLS 2019.2/2020.1 csynth reports a FIFO of <= 512 bits as shift registers; the RTL keeps up to
+# 1024 bits there (`config_storage fifo -auto_srl_max_bits 1024`, the documented default).
+SRL_MAX_BITS = {"csynth": 512, "rtl": 1024}
+# BRAM_18K aspect ratios: usable width per block at a given depth.
+WIDTH_AT_DEPTH = ((1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+@dataclass(frozen=True)
+class FifoCost:
+    depth: int
+    bits: int
+    bram18k: int
+    ff: int
+
+    @property
+    def implementation(self) -> str:
+        return "bram" if self.bram18k else "shift-register"
+
+
+def bram_width(depth: int) -> int:
+    return next(width for limit, width in WIDTH_AT_DEPTH if min(depth, BRAM18K_DEPTH) <= limit)
+
+
+def fifo_cost(depth: int, bits: int, threshold: str = "csynth") -> FifoCost:
+    """One FIFO of `depth` words of `bits` bits."""
+    if depth < 1 or bits < 1:
+        raise ValueError(f"FIFO needs depth and width >= 1, got depth={depth} bits={bits}")
+    if depth * bits <= SRL_MAX_BITS[threshold]:
+        return FifoCost(depth, bits, 0, max(math.ceil(math.log2(depth)), 0) + 3)
+    bram = math.ceil(depth / BRAM18K_DEPTH) * math.ceil(bits / bram_width(depth))
+    return FifoCost(depth, bits, bram, bits + 3 * math.ceil(math.log2(depth + 1)) + 3)
+
+
+def stream_fifos(depth: int, element_bits: int, elements: int, tool: str = "vivado", threshold: str = "csynth") -> list[FifoCost]:
+    """The FIFOs of one hls::stream<nnet::array<T, N>>: Vivado HLS splits it per element, Vitis HLS packs it."""
+    if tool == "vivado":
+        return [fifo_cost(depth, element_bits, threshold)] * elements
+    if tool == "vitis":
+        return [fifo_cost(depth, element_bits * elements, threshold)]
+    raise ValueError(f"tool must be 'vivado' or 'vitis', got {tool!r}")
