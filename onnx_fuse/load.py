@@ -111,5 +111,6 @@ def check_static_inputs(model: Any) -> None:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    """A library's message folded into one line: the CLI promises exactly one error line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -81,6 +81,15 @@ def zip_without_model(tmp: Path) -> Path:
     return path
 
 
+def cyclic_onnx(tmp: Path) -> Path:
+    path = tmp / "cycle.onnx"
+    model = make_model(
+        [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"])], [], {"x": [1, 3]}, {"a": [1, 3]}
+    )
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def write(name: str, content: bytes):
     def make(tmp: Path) -> Path:
         path = tmp / name
@@ -107,6 +116,7 @@ CASES = {
     "dynamic spatial keras": (dynamic_spatial_keras, "unknown dimensions"),
     "dynamic spatial onnx": (dynamic_spatial_onnx, "only the batch dimension may be dynamic"),
     "onnx missing initializer": (missing_initializer_onnx, "invalid ONNX model"),
+    "onnx with a cycle": (cyclic_onnx, "must be topologically sorted"),
 }
 
 
