@@ -10,7 +10,15 @@ from onnx import helper
 from conftest import conv_init, make_model, op_types, vec_init
 from onnx_fuse.errors import InputError
 from onnx_fuse.fuse import fuse
-from onnx_fuse.normalise import check_and_infer, conv1d_bias, explicit_conv_attrs, fix_batch, fold_constants, normalise
+from onnx_fuse.normalise import (
+    check_and_infer,
+    conv1d_bias,
+    explicit_conv_attrs,
+    fix_batch,
+    fold_constants,
+    normalise,
+    relu_spellings,
+)
 from onnx_fuse.verify import run_onnx
 
 
@@ -148,7 +156,9 @@ def test_check_and_infer_refuses_a_broken_graph():
 
 def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
     model, reports = normalise(keras3_batchnorm_graph())
-    assert [r.name for r in reports] == ["fix_batch", "fold_constants", "conv1d_bias", "explicit_conv_attrs", "check_and_infer"]
+    assert [r.name for r in reports] == [
+        "fix_batch", "fold_constants", "conv1d_bias", "relu_spellings", "explicit_conv_attrs", "check_and_infer"
+    ]
     fused, report = fuse(model)
     assert report.pairs == 1 and op_types(fused) == ["ConvRelu"]
 
@@ -200,3 +210,47 @@ def test_conv1d_bias_brings_relu_next_to_conv_and_keeps_numbers():
 def test_conv1d_bias_leaves_other_adds_alone(case, model):
     out, changes = conv1d_bias.apply(model)
     assert changes == [] and op_types(out) == ["Conv", "Squeeze", "Add", "Relu"]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda: helper.make_node("Max", ["c", "zero"], ["y"]),
+        lambda: helper.make_node("Max", ["zero", "c"], ["y"]),
+        lambda: helper.make_node("Clip", ["c", "zero"], ["y"]),
+    ],
+    ids=["Max(x,0)", "Max(0,x)", "Clip(x,0)"],
+)
+def test_relu_spellings_become_relu_and_fuse(spelling):
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), spelling()],
+        [conv_init("w", 4, 3), helper.make_tensor("zero", 1, [], [0.0])],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 4, 8, 8]},
+    )
+    out, changes = relu_spellings.apply(model)
+    assert changes and op_types(out) == ["Conv", "Relu"]
+    f = feeds((2, 3, 8, 8))
+    assert np.array_equal(run_onnx(out, f)[0], run_onnx(model, f)[0])
+    assert fuse(out)[1].pairs == 1
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        helper.make_node("Max", ["c", "half"], ["y"]),
+        helper.make_node("Clip", ["c", "zero", "six"], ["y"]),
+        helper.make_node("Min", ["c", "zero"], ["y"]),
+    ],
+    ids=["Max(x,0.5)", "Clip(x,0,6)", "Min(x,0)"],
+)
+def test_other_clamps_are_not_relu(node):
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), node],
+        [conv_init("w", 4, 3), helper.make_tensor("zero", 1, [], [0.0]), helper.make_tensor("half", 1, [], [0.5]),
+         helper.make_tensor("six", 1, [], [6.0])],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 4, 8, 8]},
+    )
+    out, changes = relu_spellings.apply(model)
+    assert changes == [] and op_types(out) == op_types(model)

@@ -11,7 +11,14 @@ from typing import Callable
 
 import onnx
 
-from onnx_fuse.normalise import check_and_infer, conv1d_bias, explicit_conv_attrs, fix_batch, fold_constants
+from onnx_fuse.normalise import (
+    check_and_infer,
+    conv1d_bias,
+    explicit_conv_attrs,
+    fix_batch,
+    fold_constants,
+    relu_spellings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +28,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("fix_batch", fix_batch.apply),
     ("fold_constants", fold_constants.apply),
     ("conv1d_bias", conv1d_bias.apply),
+    ("relu_spellings", relu_spellings.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
     ("check_and_infer", check_and_infer.apply),
 ]
