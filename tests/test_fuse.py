@@ -53,6 +53,13 @@ def test_fuses_conv_relu_with_and_without_bias():
     assert_same_outputs(model, fused)
 
 
+def test_value_info_names_only_intermediate_values():
+    fused, _ = fuse(two_pairs())
+    declared = {t.name for t in fused.graph.initializer} | {v.name for v in fused.graph.input}
+    names = [v.name for v in fused.graph.value_info]
+    assert not declared & set(names) and len(names) == len(set(names))
+
+
 def test_fused_node_carries_every_conv_attribute():
     fused, _ = fuse(two_pairs())
     attrs = {a.name: helper.get_attribute_value(a) for a in fused.graph.node[1].attribute}

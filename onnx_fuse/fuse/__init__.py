@@ -25,11 +25,21 @@ def onnx_opset(model: onnx.ModelProto) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def drop_redundant_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx_ir writes value_info for initializers too; qonnx's ModelWrapper rejects such duplicates."""
+    graph = model.graph
+    declared = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {v.name for v in graph.output}
+    kept = [v for v in graph.value_info if v.name not in declared]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    return model
+
+
 def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     report = FuseReport(nodes_before=len(model.graph.node))
     ir_model = ir.serde.deserialize_model(model)
     report.pairs = conv_relu_rule().apply_to_model(ir_model)
-    fused = ir.serde.serialize_model(ir_model)
+    fused = drop_redundant_value_info(ir.serde.serialize_model(ir_model))
     has_function = any(f.domain == FUSED_DOMAIN and f.name == FUSED_OP for f in fused.functions)
     if report.pairs and not has_function:
         fused.functions.append(conv_relu_function(onnx_opset(fused)))
