@@ -16,6 +16,7 @@ from onnx_fuse.normalise import (
     explicit_conv_attrs,
     fix_batch,
     fold_constants,
+    layout_reshape,
     normalise,
     relu_spellings,
 )
@@ -157,7 +158,8 @@ def test_check_and_infer_refuses_a_broken_graph():
 def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
     model, reports = normalise(keras3_batchnorm_graph())
     assert [r.name for r in reports] == [
-        "fix_batch", "fold_constants", "conv1d_bias", "relu_spellings", "explicit_conv_attrs", "check_and_infer"
+        "fix_batch", "fold_constants", "conv1d_bias", "relu_spellings", "layout_reshape", "explicit_conv_attrs",
+        "check_and_infer",
     ]
     fused, report = fuse(model)
     assert report.pairs == 1 and op_types(fused) == ["ConvRelu"]
@@ -254,3 +256,35 @@ def test_other_clamps_are_not_relu(node):
     )
     out, changes = relu_spellings.apply(model)
     assert changes == [] and op_types(out) == op_types(model)
+
+
+def reshape_model(in_shape: list[int], out_shape: list[int]) -> onnx.ModelProto:
+    model = make_model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        [helper.make_tensor("shape", onnx.TensorProto.INT64, [len(out_shape)], out_shape)],
+        {"x": in_shape},
+        {"y": out_shape},
+    )
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize(
+    "in_shape, out_shape, perm",
+    [([1, 8, 8, 1], [1, 1, 8, 8], [0, 3, 1, 2]), ([1, 1, 8, 8], [1, 8, 8, 1], [0, 2, 3, 1]),
+     ([1, 8, 1], [1, 1, 8], [0, 2, 1])],
+)
+def test_layout_reshape_becomes_transpose(in_shape, out_shape, perm):
+    model = reshape_model(in_shape, out_shape)
+    out, changes = layout_reshape.apply(model)
+    assert changes and op_types(out) == ["Transpose"]
+    assert attrs(out.graph.node[0])["perm"] == perm
+    f = {"x": np.random.default_rng(0).standard_normal(in_shape).astype(np.float32)}
+    assert np.array_equal(run_onnx(out, f)[0], run_onnx(model, f)[0])
+
+
+@pytest.mark.parametrize(
+    "in_shape, out_shape", [([1, 2, 3, 4], [1, 4, 2, 3]), ([1, 8, 8, 2], [1, 2, 8, 8]), ([1, 8, 8, 1], [1, 64])]
+)
+def test_real_reshapes_stay(in_shape, out_shape):
+    out, changes = layout_reshape.apply(reshape_model(in_shape, out_shape))
+    assert changes == [] and op_types(out) == ["Reshape"]

@@ -17,6 +17,7 @@ from onnx_fuse.normalise import (
     explicit_conv_attrs,
     fix_batch,
     fold_constants,
+    layout_reshape,
     relu_spellings,
 )
 
@@ -29,6 +30,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("fold_constants", fold_constants.apply),
     ("conv1d_bias", conv1d_bias.apply),
     ("relu_spellings", relu_spellings.apply),
+    ("layout_reshape", layout_reshape.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
     ("check_and_infer", check_and_infer.apply),
 ]
