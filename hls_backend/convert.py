@@ -1,0 +1,63 @@
+"""Public entry points: hls4ml config and conversion for an onnx-fuse file (or any plain ONNX graph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hls_backend.preprocess import preprocess
+from hls_backend.registration import register
+
+
+def config_from_fused_onnx(
+    model: str | Path | onnx.ModelProto,
+    granularity: str = "name",
+    backend: str = "Vivado",
+    default_precision: str = "fixed<16,6>",
+    default_reuse_factor: int = 1,
+    **kwargs: Any,
+) -> dict:
+    """hls4ml config with one entry per layer of the UNFUSED graph (Conv_i and Relu_i separately).
+
+    A fused pair is lowered to exactly those two layers before precision inference, so the same config drives the
+    fused and the unfused model: the Conv entry sets the pre-ReLU precision, the Relu entry the fused output's.
+    """
+    register()
+    graph, _ = preprocess(model, refuse_pairs=False)
+    import hls4ml
+
+    return hls4ml.utils.config_from_onnx_model(
+        graph,
+        granularity=granularity,
+        backend=backend,
+        default_precision=default_precision,
+        default_reuse_factor=default_reuse_factor,
+        **kwargs,
+    )
+
+
+def convert_from_fused_onnx(
+    model: str | Path | onnx.ModelProto,
+    output_dir: str | Path = "hls4ml_prj",
+    backend: str = "Vivado",
+    io_type: str = "io_stream",
+    hls_config: dict | None = None,
+    fuse: bool = True,
+    **kwargs: Any,
+):
+    """Convert an onnx-fuse file to an hls4ml ModelGraph whose ConvRelu pairs are single fused conv layers.
+
+    fuse=False converts the same graph with every pair left as Conv + ReLU (the reference for bit-exactness).
+    Extra kwargs go to hls4ml.converters.convert_from_onnx_model (part, clock_period, project_name, ...).
+    """
+    register()
+    graph, _ = preprocess(model, refuse_pairs=fuse)
+    if hls_config is None:
+        hls_config = config_from_fused_onnx(model, backend=backend)
+    import hls4ml
+
+    return hls4ml.converters.convert_from_onnx_model(
+        graph, output_dir=str(output_dir), backend=backend, io_type=io_type, hls_config=hls_config, **kwargs
+    )
