@@ -34,6 +34,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="real test inputs (.npy, or .npz keyed by input name or 'x')")
     p.add_argument("--samples", type=int, default=16, help="random inputs for parity (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    hls = p.add_argument_group("hls4ml (fused design and its unfused reference, C-sim compared bit for bit)")
+    hls.add_argument("--hls-out", type=Path, metavar="DIR", help="write hls4ml projects DIR/fused and DIR/unfused")
+    hls.add_argument("--backend", choices=["Vivado", "Vitis"], default="Vivado", help="hls4ml backend (default: Vivado)")
+    hls.add_argument("--io-type", choices=["io_stream", "io_parallel"], default="io_stream", help="default: io_stream")
+    hls.add_argument(
+        "--strategy", choices=["Latency", "Resource", "resource_unrolled"], default="Latency", help="default: Latency"
+    )
+    hls.add_argument("--precision", default="ap_fixed<16,6>", help="default precision (default: ap_fixed<16,6>)")
+    hls.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
+    hls.add_argument("--config", type=Path, metavar="YML", help="hls4ml config overrides (Model:/LayerName: ...)")
+    hls.add_argument("--report", action="store_true", help="FIFO/BRAM estimate fused vs unfused -> DIR/report.md")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="log every pass and change")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -79,6 +90,16 @@ def summary(result) -> str:
         )
     if not result.parity:
         lines.append("  parity: not checked (--no-verify)")
+    if result.hls is not None:
+        h = result.hls
+        lines.append(
+            f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
+            f"(projects {h.fused_dir}, {h.unfused_dir})"
+        )
+        if h.report is not None:
+            lines.append("")
+            lines.append(h.report["table"])
+            lines.append("")
     lines.append("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items()))
     return "\n".join(lines)
 
@@ -96,6 +117,7 @@ def as_json(result) -> str:
             "passes": {p.name: p.changes for p in result.passes},
             "parity": [p.as_dict() for p in result.parity],
             "seconds": result.seconds,
+            "hls": result.hls.as_dict() if result.hls is not None else None,
         },
         indent=2,
     )
@@ -106,12 +128,25 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     setup_logging(args.verbose, args.quiet or args.json)
     from onnx_fuse.errors import FuseError
+    from onnx_fuse.hls_stage import HlsOptions
     from onnx_fuse.pipeline import Options, run
 
     if args.samples < 1:
         print("onnx-fuse: error: --samples must be at least 1", file=sys.stderr)
         return 2
-    options = Options(verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data)
+    if args.reuse_factor < 1:
+        print("onnx-fuse: error: --reuse-factor must be at least 1", file=sys.stderr)
+        return 2
+    hls = None
+    if args.hls_out is not None:
+        hls = HlsOptions(
+            args.hls_out, args.backend, args.io_type, args.strategy, args.precision, args.reuse_factor, args.config,
+            args.report,
+        )
+    elif args.report or args.config:
+        print("onnx-fuse: error: --report and --config need --hls-out DIR", file=sys.stderr)
+        return 2
+    options = Options(verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, hls=hls)
     try:
         result = run(args.model, args.output, options)
     except FuseError as exc:
@@ -125,5 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
-    print(as_json(result) if args.json else summary(result))
+    try:
+        print(as_json(result) if args.json else summary(result))
+    except BrokenPipeError:  # e.g. piped into `head`
+        pass
     return 0

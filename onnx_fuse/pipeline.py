@@ -1,4 +1,4 @@
-"""The whole job, top-down: load -> export -> normalise -> fuse -> verify -> write."""
+"""The whole job, top-down: load -> export -> normalise -> fuse -> verify -> hls -> write."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import onnx
 from onnx_fuse.errors import ParityError
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.fuse import FuseReport, fuse
+from onnx_fuse.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
 from onnx_fuse.output import check_output_path, write_atomic
-from onnx_fuse.verify import Parity, check_parity, keras_runner, make_feeds, run_onnx
+from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
 
 log = logging.getLogger("onnx_fuse")
 
@@ -28,6 +29,7 @@ class Options:
     samples: int = 16
     seed: int = 0
     data: Path | None = None
+    hls: HlsOptions | None = None
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Result:
     fusion: FuseReport
     parity: list[Parity] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    hls: HlsResult | None = None
     model: onnx.ModelProto | None = field(default=None, repr=False)
 
 
@@ -54,6 +57,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         seconds[name] = time.perf_counter() - start
 
     check_output_path(input_path, output_path)
+    if options.hls is not None:
+        check_hls_out(options.hls.out_dir)
     with stage("load", f"loading {input_path}"):
         source = load(input_path)
     with stage("export", "exporting to ONNX with tf2onnx" if source.kind == "keras" else "reading ONNX graph"):
@@ -62,19 +67,22 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv->Relu pairs"):
         fused, fusion = fuse(normalised)
-    parity = []
+    feeds = make_feeds(normalised, options.samples, options.seed, options.data)
+    parity, hls = [], None
     if options.verify:
         with stage("verify", "checking parity in onnxruntime"):
-            parity = verify(source, exported, normalised, fused, options)
+            parity = verify(source, exported, normalised, fused, feeds)
+    if options.hls is not None:
+        with stage("hls", f"building hls4ml projects in {options.hls.out_dir}"):
+            hls = run_hls(fused, feeds, options.hls)
     with stage("write", f"writing {output_path}"):
         write_atomic(fused, output_path)
-    return Result(input_path, output_path, source.kind, passes, fusion, parity, seconds, fused)
+    return Result(input_path, output_path, source.kind, passes, fusion, parity, seconds, hls, fused)
 
 
 def verify(
-    source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, options: Options
+    source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, feeds: Feeds
 ) -> list[Parity]:
-    feeds = make_feeds(normalised, options.samples, options.seed, options.data)
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), "keras"
     else:
