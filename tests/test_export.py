@@ -17,7 +17,7 @@ CASES = {
     # file: Conv->Relu pairs fused
     "digits_cnn.h5": 2,  # Sequential; its second pair hides behind a Keras-3 Mul+Add BatchNorm
     "tiny2_float.h5": 5,
-    "digits_conv1d.keras": 2,  # Functional Conv1D: Conv->Squeeze->Add(bias)->Relu, see normalise/conv1d_bias.py
+    "digits_conv1d.keras": 2,  # Functional Conv1D: tf2onnx's Unsqueeze/Conv/Squeeze/Add form, see normalise/conv1d.py
 }
 
 

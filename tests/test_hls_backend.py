@@ -298,3 +298,17 @@ def test_tiny2_wrapping_types_need_both_casts(tiny2, tmp_path: Path) -> None:
         cfg["LayerName"][f"Relu_{i}"]["Precision"]["result"] = "ap_ufixed<6,2,AP_RND,AP_SAT>"
     got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_stream", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
+
+
+def test_conv1d_io_stream_bit_exact(tmp_path: Path) -> None:
+    """Keras Conv1D (normalised into a true 1-D Conv by onnx_fuse) through hls4ml's Conv1D path, fused vs unfused."""
+    normalised, fused, pairs = make_onnx(MODELS / "digits_conv1d.keras")
+    assert pairs == 2
+    stored = np.load(MODELS / "digits_conv1d.npz")["x"]
+    rng = np.random.default_rng(3)
+    x = np.concatenate([stored, rng.integers(0, 17, (N_INPUTS - len(stored), *stored.shape[1:])) / 16.0]).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vitis", io_type="io_stream", hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert len(np.unique(got.y)) > 50
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")

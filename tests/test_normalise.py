@@ -12,7 +12,7 @@ from onnx_fuse.errors import InputError
 from onnx_fuse.fuse import fuse
 from onnx_fuse.normalise import (
     check_and_infer,
-    conv1d_bias,
+    conv1d,
     explicit_conv_attrs,
     fix_batch,
     fold_constants,
@@ -158,7 +158,7 @@ def test_check_and_infer_refuses_a_broken_graph():
 def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
     model, reports = normalise(keras3_batchnorm_graph())
     assert [r.name for r in reports] == [
-        "fix_batch", "fold_constants", "conv1d_bias", "relu_spellings", "layout_reshape", "explicit_conv_attrs",
+        "fix_batch", "fold_constants", "conv1d", "relu_spellings", "layout_reshape", "explicit_conv_attrs",
         "check_and_infer",
     ]
     fused, report = fuse(model)
@@ -172,46 +172,43 @@ def test_normalise_of_dynamic_batch_onnx_gives_a_static_checked_graph():
     onnx.checker.check_model(model, full_check=True)
 
 
-def conv1d_as_exported(bias_shape=(1, 4, 1), conv_bias=False) -> onnx.ModelProto:
-    """tf2onnx's Conv1D: Conv(1xK) -> Squeeze(axis 2) -> Add(bias) -> Relu."""
+def conv1d_as_exported(bias_shape=(1, 4, 1)) -> onnx.ModelProto:
+    """tf2onnx's Keras Conv1D on an NLC input: Unsqueeze -> Transpose -> Conv(1x3) -> Squeeze -> Add(bias) -> Relu."""
     n = int(np.prod(bias_shape))
     w = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 1, 3)).astype(np.float32), "w")
     return make_model(
         [
-            helper.make_node("Conv", ["x", "w"] + (["cb"] if conv_bias else []), ["c"], kernel_shape=[1, 3],
-                             pads=[0, 1, 0, 1]),
-            helper.make_node("Squeeze", ["c", "axes"], ["s"]),
+            helper.make_node("Unsqueeze", ["x", "ax1"], ["u"]),
+            helper.make_node("Transpose", ["u"], ["t"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["t", "w"], ["c"], kernel_shape=[1, 3], pads=[0, 1, 0, 1]),
+            helper.make_node("Squeeze", ["c", "ax2"], ["s"]),
             helper.make_node("Add", ["s", "bias"], ["a"]),
             helper.make_node("Relu", ["a"], ["y"]),
         ],
-        [w, helper.make_tensor("axes", onnx.TensorProto.INT64, [1], [2]),
-         helper.make_tensor("bias", 1, list(bias_shape), np.linspace(-1, 1, n).tolist()), vec_init("cb", 4)],
-        {"x": [1, 3, 1, 8]},
+        [w, helper.make_tensor("ax1", onnx.TensorProto.INT64, [1], [1]),
+         helper.make_tensor("ax2", onnx.TensorProto.INT64, [1], [2]),
+         helper.make_tensor("bias", 1, list(bias_shape), np.linspace(-1, 1, n).tolist())],
+        {"x": [1, 8, 3]},
         {"y": [1, 4, 8]},
     )
 
 
-def test_conv1d_bias_brings_relu_next_to_conv_and_keeps_numbers():
+def test_conv1d_becomes_a_1d_conv_with_bias_next_to_its_relu():
     model = conv1d_as_exported()
-    out, changes = conv1d_bias.apply(model)
-    assert changes and op_types(out) == ["Conv", "Relu", "Squeeze"]
-    assert len(out.graph.node[0].input) == 3
-    f = feeds((2, 3, 1, 8))
+    out, changes = conv1d.apply(model)
+    assert changes and op_types(out) == ["Transpose", "Conv", "Relu"]
+    conv = out.graph.node[1]
+    assert attrs(conv) == {"kernel_shape": [3], "pads": [1, 1]} and len(conv.input) == 3
+    weight = next(i for i in out.graph.initializer if i.name == conv.input[1])
+    assert list(weight.dims) == [4, 3, 3]
+    f = {"x": np.random.default_rng(1).standard_normal((2, 8, 3)).astype(np.float32)}
     np.testing.assert_allclose(run_onnx(out, f)[0], run_onnx(model, f)[0], rtol=1e-6, atol=1e-6)
-    fused, report = fuse(out)
-    assert report.pairs == 1
+    assert fuse(normalise(out)[0])[1].pairs == 1
 
 
-@pytest.mark.parametrize(
-    "case, model",
-    [
-        ("bias along length, not channels", conv1d_as_exported(bias_shape=(1, 1, 8))),
-        ("conv already has a bias", conv1d_as_exported(conv_bias=True)),
-    ],
-)
-def test_conv1d_bias_leaves_other_adds_alone(case, model):
-    out, changes = conv1d_bias.apply(model)
-    assert changes == [] and op_types(out) == ["Conv", "Squeeze", "Add", "Relu"]
+def test_conv1d_leaves_an_add_along_the_length_alone():
+    out, _ = conv1d.apply(conv1d_as_exported(bias_shape=(1, 1, 8)))
+    assert op_types(out) == ["Transpose", "Conv", "Add", "Relu"]
 
 
 @pytest.mark.parametrize(

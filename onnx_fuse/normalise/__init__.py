@@ -13,7 +13,7 @@ import onnx
 
 from onnx_fuse.normalise import (
     check_and_infer,
-    conv1d_bias,
+    conv1d,
     explicit_conv_attrs,
     fix_batch,
     fold_constants,
@@ -28,7 +28,7 @@ Pass = Callable[[onnx.ModelProto], "tuple[onnx.ModelProto, list[str]]"]
 PASSES: list[tuple[str, Pass]] = [
     ("fix_batch", fix_batch.apply),
     ("fold_constants", fold_constants.apply),
-    ("conv1d_bias", conv1d_bias.apply),
+    ("conv1d", conv1d.apply),
     ("relu_spellings", relu_spellings.apply),
     ("layout_reshape", layout_reshape.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
