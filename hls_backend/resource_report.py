@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hls_backend.fifo_estimate import FifoCost, stream_fifos
+from hls_backend.fifo_estimate import SRL_MAX_BITS, FifoCost, stream_fifos
 
 XC7Z020_BRAM18K = 280
 
@@ -99,8 +99,25 @@ def design_report(model, tool: str = "vivado", threshold: str = "csynth") -> Des
     return report
 
 
-def comparison_table(unfused: DesignReport, fused: DesignReport) -> str:
-    """Markdown: per-layer FIFO BRAM_18K side by side, then the totals with their difference.
+def variants_table(unfused_graph, fused_graph, budget: int = XC7Z020_BRAM18K) -> str:
+    """FIFO BRAM_18K for both HLS tools and both shift-register thresholds, with the fit against a BRAM budget
+    (FIFOs only: weights, line buffers and interfaces come on top)."""
+    lines = [
+        f"| tool | FIFO storage rule | unfused BRAM_18K | fused BRAM_18K | difference | fused fits {budget}? |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for tool in ("vivado", "vitis"):
+        for threshold in ("csynth", "rtl"):
+            a = design_report(unfused_graph, tool, threshold).bram18k
+            b = design_report(fused_graph, tool, threshold).bram18k
+            rule = f"SRL up to {SRL_MAX_BITS[threshold]} bits ({threshold})"
+            lines.append(f"| {tool} | {rule} | {a} | {b} | {b - a:+d} | {'yes' if b <= budget else 'no'} |")
+    return "\n".join(lines)
+
+
+def counterparts(unfused: DesignReport, fused: DesignReport) -> dict[str, StreamRow | str | None]:
+    """For each unfused stream: the fused stream standing in its place, the ReLU's name if the stream was the
+    conv->ReLU FIFO that fusion removed, or None if it has no counterpart.
 
     A ReLU missing from the fused design whose conv is still there was fused into it: the conv->ReLU FIFO is gone
     and the fused conv's output stream stands where the ReLU's was.
@@ -108,16 +125,48 @@ def comparison_table(unfused: DesignReport, fused: DesignReport) -> str:
     fused_rows = {r.layer: r for r in fused.streams}
     absorbed_by = {r.layer: r.source for r in unfused.streams if r.layer not in fused_rows and r.source in fused_rows}
     fused_into = {conv: relu for relu, conv in absorbed_by.items()}
+    return {
+        r.layer: fused_into.get(r.layer) or fused_rows.get(absorbed_by.get(r.layer, r.layer)) for r in unfused.streams
+    }
+
+
+def bar_chart(unfused: DesignReport, fused: DesignReport, path) -> None:
+    """PNG: FIFO BRAM_18K per layer output, unfused vs fused (a fused pair's conv->ReLU FIFO drops to zero)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = counterparts(unfused, fused)
+    labels = [r.layer for r in unfused.streams]
+    before = [r.bram18k for r in unfused.streams]
+    after = [pairs[r.layer].bram18k if isinstance(pairs[r.layer], StreamRow) else 0 for r in unfused.streams]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(labels)), 4))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], before, 0.4, label=f"unfused ({unfused.bram18k})")
+    ax.bar([x + 0.2 for x in xs], after, 0.4, label=f"fused ({fused.bram18k})")
+    ax.set_xticks(list(xs), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("FIFO BRAM_18K")
+    ax.set_title(f"FIFO BRAM_18K per layer output ({unfused.tool}, {unfused.threshold} estimate)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def comparison_table(unfused: DesignReport, fused: DesignReport) -> str:
+    """Markdown: per-layer FIFO BRAM_18K side by side, then the totals with their difference."""
+    pairs = counterparts(unfused, fused)
     lines = [
         "| layer output | unfused stream (depth x bits x elements) | BRAM_18K | fused stream | BRAM_18K |",
         "|---|---|---:|---|---:|",
     ]
     for row in unfused.streams:
-        if row.layer in fused_into:
-            fused_cells = f"removed (fused with {fused_into[row.layer]}) | 0"
+        other = pairs[row.layer]
+        if isinstance(other, StreamRow):
+            fused_cells = f"{other.depth} x {other.element_bits} x {other.elements} | {other.bram18k}"
         else:
-            other = fused_rows.get(absorbed_by.get(row.layer, row.layer))
-            fused_cells = f"{other.depth} x {other.element_bits} x {other.elements} | {other.bram18k}" if other else "- | 0"
+            fused_cells = f"removed (fused with {other}) | 0" if other else "- | 0"
         lines.append(f"| {row.layer} | {row.depth} x {row.element_bits} x {row.elements} | {row.bram18k} | {fused_cells} |")
     totals = [
         ("dataflow processes", len(unfused.processes), len(fused.processes)),

@@ -138,7 +138,7 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
 
 def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict) -> dict:
     from hls_backend import convert_from_fused_onnx
-    from hls_backend.resource_report import comparison_table, design_report
+    from hls_backend.resource_report import bar_chart, comparison_table, design_report, variants_table
 
     if options.io_type != "io_stream":
         raise InputError("--report needs --io-type io_stream (io_parallel designs have no inter-layer FIFOs)")
@@ -147,5 +147,12 @@ def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs
     tool = "vitis" if options.backend.lower() == "vitis" else "vivado"
     reports = {fuse: design_report(graphs[fuse], tool) for fuse in graphs}
     table = comparison_table(reports[False], reports[True])
-    (options.out_dir / "report.md").write_text(f"# onnx-fuse resource estimate ({options.backend}, io_stream)\n\n{table}\n")
-    return {"unfused": reports[False].as_dict(), "fused": reports[True].as_dict(), "table": table}
+    variants = variants_table(graphs[False], graphs[True])
+    bar_chart(reports[False], reports[True], options.out_dir / "report.png")
+    (options.out_dir / "report.md").write_text(
+        f"# onnx-fuse resource estimate ({options.backend}, io_stream)\n\n"
+        f"Calibrated FIFO model (hls_backend/fifo_estimate.py); {tool} HLS, csynth estimate:\n\n{table}\n\n"
+        f"FIFO BRAM_18K by tool and storage rule:\n\n{variants}\n\n![FIFO BRAM per layer](report.png)\n"
+    )
+    return {"unfused": reports[False].as_dict(), "fused": reports[True].as_dict(), "table": table,
+            "variants": variants}

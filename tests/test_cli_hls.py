@@ -22,7 +22,10 @@ def test_hls_stage_is_bit_exact_and_reports_the_saving(tmp_path, capsys):
     assert fused["fifo_bram18k"] < unfused["fifo_bram18k"]
     assert (hls_dir / "fused" / "firmware" / "myproject.cpp").exists()
     assert (hls_dir / "unfused" / "firmware" / "myproject.cpp").exists()
-    assert "removed (fused with Relu_0)" in (hls_dir / "report.md").read_text()
+    text = (hls_dir / "report.md").read_text()
+    assert "removed (fused with Relu_0)" in text
+    assert "| vitis | SRL up to 1024 bits (rtl) |" in text
+    assert (hls_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.exists()
 
 
