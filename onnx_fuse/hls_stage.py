@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ def hls4ml_prints_to_debug_log() -> Iterator[None]:
         log.debug("hls4ml: %s", line)
 
 
+def last_line(exc: BaseException) -> str:
+    """A failed child's output ends with the error that matters (a Python exception or the compiler's)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
+
+
 def check_hls_out(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--hls-out is a file, not a directory: {out_dir}")
@@ -112,14 +119,17 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
         config = hls_config(fused, options)
     common = dict(backend=options.backend, io_type=options.io_type, hls_config=config)
     dirs = {True: options.out_dir / "fused", False: options.out_dir / "unfused"}
+    log.info("hls4ml: converting, compiling and running both designs (C-sim on %d inputs) ...", len(x))
+    # Each C-sim is its own child process: run the two side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = {fuse: pool.submit(run_csim, fused, x, dirs[fuse], fuse=fuse, **common) for fuse in dirs}
     outputs, seconds = {}, {}
-    for fuse in (True, False):
+    for fuse, job in jobs.items():
         label = "fused" if fuse else "unfused"
-        log.info("hls4ml: converting and compiling the %s design (C-sim on %d inputs) ...", label, len(x))
         try:
-            result = run_csim(fused, x, dirs[fuse], fuse=fuse, **common)
+            result = job.result()
         except CsimError as exc:
-            raise InputError(f"hls4ml C-sim of the {label} design failed: {first_line(exc)}") from exc
+            raise InputError(f"hls4ml C-sim of the {label} design failed: {last_line(exc)}") from exc
         outputs[fuse] = result.y.reshape(len(x), -1)
         seconds[f"{label}_compile"] = result.compile_seconds
         seconds[f"{label}_predict"] = result.predict_seconds
