@@ -267,8 +267,7 @@ MATRIX = [
 @pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
 def test_matrix_bit_exact(tiny2, digits, tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
     """io_stream on tiny2 (32x32x3, 5 pairs); io_parallel on digits_cnn (8x8x1, 2 pairs), because hls4ml's
-    io_parallel im2col code for tiny2's 32x32 maps takes g++ many minutes, and digits_cnn's leading layout
-    Reshape breaks hls4ml 1.3's io_stream reshape pass (KeyError, fused or not)."""
+    io_parallel im2col code for tiny2's 32x32 maps takes g++ many minutes."""
     if io_type == "io_stream":
         normalised, fused, pairs = tiny2
         x = tiny2_inputs()
@@ -312,3 +311,59 @@ def test_conv1d_io_stream_bit_exact(tmp_path: Path) -> None:
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
+def test_conv1d_matrix_bit_exact(tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
+    normalised, fused, pairs = make_onnx(MODELS / "digits_conv1d.keras")
+    x = (np.random.default_rng(4).integers(0, 17, (N_INPUTS, 8, 8)) / 16.0).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
+    cfg["Model"]["Strategy"] = strategy
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend=backend, io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
+
+
+def pointwise_model() -> onnx.ModelProto:
+    """1x1 convs (hls4ml's pointwise path) with a Relu each, then a 3x3 conv; NCHW like a PyTorch export."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((6, 3, 1, 1)) * 0.5).astype(np.float32), "W1"),
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32) * 0.2, "B1"),
+        numpy_helper.from_array((rng.standard_normal((4, 6, 1, 1)) * 0.5).astype(np.float32), "W2"),
+    ]
+    one = dict(kernel_shape=[1, 1], pads=[0, 0, 0, 0], strides=[1, 1], dilations=[1, 1], group=1)
+    nodes = [
+        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], name="pw1", **one),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "W2"], ["c2"], name="pw2", **one),
+        helper.make_node("Relu", ["c2"], ["y"], name="relu2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "pointwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_pointwise_convs_keep_their_relu(tmp_path: Path, io_type: str) -> None:
+    """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
+    from onnx_fuse.fuse import fuse
+    from onnx_fuse.normalise import normalise
+
+    normalised, _ = normalise(pointwise_model())
+    fused, report = fuse(normalised)
+    assert report.pairs == 2
+    x = (np.random.default_rng(6).integers(-32, 32, (N_INPUTS, 3, 6, 6)) / 16).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<10,4,AP_RND,AP_SAT>")
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert (got.y == 0).mean() > 0.2  # the last ReLU really clips: a lost ReLU would give negatives
+    assert got.y.min() >= 0
+    assert_fused_design(got.output_dir, ref.output_dir, 2, io_type)
