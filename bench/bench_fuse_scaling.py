@@ -68,8 +68,8 @@ def main() -> None:
             model = chain(n)
             fused, report = fuse(model)
             assert report.pairs == n // 2
-            t_fuse = best_of(args.repeat, lambda: fuse(model))
-            t_ort = best_of(args.repeat, lambda: ort_offline(model, Path(tmp) / "opt.onnx"))
+            t_fuse = best_of(args.repeat, lambda m=model: fuse(m))
+            t_ort = best_of(args.repeat, lambda m=model: ort_offline(m, Path(tmp) / "opt.onnx"))
             print(f"{n:>7} {report.pairs:>6} {t_fuse:>9.4f} {t_ort:>10.4f} {t_fuse / t_ort:>9.2f} {1e6 * t_fuse / n:>13.1f}")
 
 

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 
 from conftest import MODELS, REPO
 from onnx_fuse import pipeline

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxscript.optimizer
 from onnxscript import ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter._ir_utils import get_numpy_value
+
+from onnx_fuse.normalise.rewrite import apply_rules
 
 
 def single_use(*values: ir.Value) -> bool:
@@ -108,9 +109,4 @@ RULES = pattern.RewriteRuleSet(
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    ir_model = ir.serde.deserialize_model(model)
-    count = RULES.apply_to_model(ir_model)
-    if not count:
-        return model, []
-    onnxscript.optimizer.remove_unused_nodes(ir_model)  # the Unsqueeze axes constants the rewrites left behind
-    return ir.serde.serialize_model(ir_model), [f"{count} rewrites (Conv1D as a 1-D Conv, bias Add folded)"]
+    return apply_rules(model, RULES, "Conv1D rewritten as a 1-D Conv / bias Add folded")

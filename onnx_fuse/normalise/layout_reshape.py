@@ -11,6 +11,8 @@ import onnx
 from onnxscript import ir
 from onnxscript.rewriter import pattern
 
+from onnx_fuse.normalise.rewrite import apply_rules
+
 
 def layout_perms(rank: int) -> list[list[int]]:
     to_channels_first = [0, rank - 1, *range(1, rank - 1)]
@@ -52,8 +54,4 @@ RULES = pattern.RewriteRuleSet([LayoutReshapeIsTranspose.rule()])
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    ir_model = ir.serde.deserialize_model(model)
-    count = RULES.apply_to_model(ir_model)
-    if not count:
-        return model, []
-    return ir.serde.serialize_model(ir_model), [f"{count} layout Reshape(s) written as Transpose"]
+    return apply_rules(model, RULES, "layout Reshape written as Transpose")

@@ -10,6 +10,8 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter._ir_utils import get_numpy_value
 
+from onnx_fuse.normalise.rewrite import apply_rules
+
 
 def is_zero_for(value: ir.Value | None, x: ir.Value) -> bool:
     """A constant single 0 that cannot broadcast x to a larger rank."""
@@ -48,10 +50,4 @@ RULES = pattern.RewriteRuleSet(
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    ir_model = ir.serde.deserialize_model(model)
-    count = RULES.apply_to_model(ir_model)
-    if not count:
-        return model, []
-    return ir.serde.serialize_model(ir_model), [f"{count} Max(x, 0)/Clip(x, 0) rewritten as Relu"]
-
-
+    return apply_rules(model, RULES, "Max(x, 0) or Clip(x, 0) rewritten as Relu")
