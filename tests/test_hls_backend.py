@@ -286,6 +286,17 @@ def test_matrix_bit_exact(tiny2, digits, tmp_path: Path, backend: str, io_type: 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend,strategy", [(b, s) for b in ("Vivado", "Vitis") for s in ("Latency", "Resource")])
+def test_digits_io_stream_bit_exact(digits, tmp_path: Path, backend: str, strategy: str) -> None:
+    normalised, fused, pairs = digits
+    cfg = digits_rounding_config(fused, pairs, strategy)
+    got, ref = csim_pair(fused, normalised, digits_inputs(), tmp_path, backend=backend, io_type="io_stream",
+                         hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
+
+
+@pytest.mark.slow
 def test_tiny2_wrapping_types_need_both_casts(tiny2, tmp_path: Path) -> None:
     """Narrow rounding + WRAPPING conv result, rounding + saturating ReLU result: the pre-ReLU cast wraps, so a
     single cast to the ReLU type would differ; fused must still equal unfused."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import onnx
 import pytest
 
 from conftest import MODELS
@@ -19,6 +20,33 @@ def digits_graphs(tmp_path_factory):
         fuse: convert_from_fused_onnx(fused_file, output_dir=tmp / f"prj_{fuse}", backend="Vivado", io_type="io_stream", fuse=fuse)
         for fuse in (False, True)
     }
+
+
+@pytest.fixture(scope="module")
+def tiny2_graphs(tmp_path_factory):
+    """tiny2 with the original project's precisions (models/tiny2_hls4ml.yml), as the README's table."""
+    from onnx_fuse.hls_stage import HlsOptions, hls_config
+
+    tmp = tmp_path_factory.mktemp("tiny2")
+    fused_file = tmp / "tiny2.onnx"
+    assert main([str(MODELS / "tiny2_float.h5"), str(fused_file), "--no-verify", "-q"]) == 0
+    fused_model = onnx.load(fused_file)
+    options = HlsOptions(tmp, strategy="Resource", reuse_factor=16384, config=MODELS / "tiny2_hls4ml.yml")
+    config = hls_config(fused_model, options)
+    return {
+        fuse: convert_from_fused_onnx(fused_model, output_dir=tmp / f"prj_{fuse}", io_type="io_stream",
+                                      hls_config=config, fuse=fuse)
+        for fuse in (False, True)
+    }
+
+
+def test_tiny2_readme_figures(tiny2_graphs):
+    unfused, fused = (design_report(tiny2_graphs[f]) for f in (False, True))
+    assert (len(unfused.processes), len(fused.processes)) == (15, 10)
+    assert (unfused.bram18k, fused.bram18k) == (268, 136)
+    convs_feeding_relus = [r for r in unfused.streams if r.layer.startswith("Conv2D_Conv_")]
+    assert len(convs_feeding_relus) == 5
+    assert fused.bram18k == unfused.bram18k - sum(r.bram18k for r in convs_feeding_relus)
 
 
 @pytest.mark.parametrize("tool", ["vivado", "vitis"])
