@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -91,7 +92,8 @@ def read_config_overrides(path: Path) -> dict:
 
 def merge(base: dict, extra: dict) -> dict:
     for key, value in extra.items():
-        base[key] = merge(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
+        current = base.get(key)
+        base[key] = merge(dict(current) if isinstance(current, dict) else {}, value) if isinstance(value, dict) else value
     return base
 
 
@@ -130,6 +132,8 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
             result = job.result()
         except CsimError as exc:
             raise InputError(f"hls4ml C-sim of the {label} design failed: {last_line(exc)}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise InputError(f"hls4ml C-sim of the {label} design timed out after {exc.timeout:.0f} s") from exc
         outputs[fuse] = result.y.reshape(len(x), -1)
         seconds[f"{label}_compile"] = result.compile_seconds
         seconds[f"{label}_predict"] = result.predict_seconds
