@@ -40,3 +40,24 @@ def test_hls_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
     assert main([str(MODELS / "digits_cnn.h5"), str(tmp_path / "d.onnx"), "--hls-out", str(blocker)]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
     assert not (tmp_path / "d.onnx").exists()
+
+
+def test_config_overrides_merge_into_the_generated_config():
+    from onnx_fuse.hls_stage import merge
+
+    base = {"Model": {"Precision": "ap_fixed<16,6>", "Strategy": "Latency"}, "LayerName": {"Conv_0": {"Precision": {"result": "auto"}}}}
+    extra = {"Model": {"Precision": {"default": "ap_fixed<8,6>"}}, "LayerName": {"Conv_0": {"Precision": {"accum": "ap_fixed<14,6>"}}}}
+    assert merge(base, extra) == {
+        "Model": {"Precision": {"default": "ap_fixed<8,6>"}, "Strategy": "Latency"},
+        "LayerName": {"Conv_0": {"Precision": {"result": "auto", "accum": "ap_fixed<14,6>"}}},
+    }
+
+
+def test_unreadable_config_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "cfg.yml"
+    bad.write_text("- just\n- a list\n")
+    out = tmp_path / "d.onnx"
+    code = main([str(MODELS / "digits_cnn.h5"), str(out), "--hls-out", str(tmp_path / "hls"), "--config", str(bad), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "must be a mapping" in err[0]
+    assert not out.exists()
