@@ -139,12 +139,32 @@ def drop_trailing_empty_inputs(model: onnx.ModelProto) -> None:
             del node.input[-1]
 
 
+class UnsupportedModelError(ValueError):
+    """The graph holds an op that hls4ml 1.3 + qonnx would convert into a wrong design."""
+
+
+# Found by running them (DESIGN.md): these compile but compute the wrong numbers, so they are refused up front.
+WRONG_IN_HLS4ML = {
+    "GlobalAveragePool": "hls4ml 1.3 + qonnx build it but compute wrong results (max err 0.18 measured)",
+    "AveragePool": "qonnx does not convert it to channels-last, so hls4ml would read it in the wrong layout",
+}
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    for node in model.graph.node:
+        if node.op_type in WRONG_IN_HLS4ML:
+            raise UnsupportedModelError(
+                f"{node.op_type} '{node.name}' is not supported on the hls4ml path: {WRONG_IN_HLS4ML[node.op_type]}"
+            )
+
+
 def preprocess(model: str | Path | onnx.ModelProto, refuse_pairs: bool = True) -> tuple[onnx.ModelProto, int]:
     """Fused (or plain) ONNX -> channels-last graph for hls4ml; ConvRelu pairs re-fused unless refuse_pairs=False.
 
     Returns the graph and the number of ConvRelu nodes in it.
     """
     original = load_model(model)
+    check_supported(original)
     pairs = fused_weights(original)
     # onnx's own inliner (expands model-local functions, attribute references resolved): nothing hand-written.
     inlined = onnx.inliner.inline_local_functions(original)

@@ -113,12 +113,16 @@ def hls_config(fused: onnx.ModelProto, options: HlsOptions) -> dict:
 def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOptions) -> HlsResult:
     from hls_backend import run_csim
     from hls_backend.csim import CsimError
+    from hls_backend.preprocess import UnsupportedModelError
 
     if len(feeds) != 1:
         raise InputError("the hls stage handles single-input models only")
     x = next(iter(feeds.values()))
-    with hls4ml_prints_to_debug_log():
-        config = hls_config(fused, options)
+    try:
+        with hls4ml_prints_to_debug_log():
+            config = hls_config(fused, options)
+    except UnsupportedModelError as exc:
+        raise InputError(str(exc)) from exc
     common = dict(backend=options.backend, io_type=options.io_type, hls_config=config)
     dirs = {True: options.out_dir / "fused", False: options.out_dir / "unfused"}
     log.info("hls4ml: converting, compiling and running both designs (C-sim on %d inputs) ...", len(x))
