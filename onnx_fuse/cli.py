@@ -82,6 +82,7 @@ def summary(result) -> str:
         f"(nodes {f.nodes_before} -> {f.nodes_after})",
         "  normalise: " + normalise_line(result.passes),
     ]
+    lines += [f"  left unfused: {reason}" for reason in f.left_unfused]
     for p in result.parity:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
         lines.append(
@@ -112,6 +113,7 @@ def as_json(result) -> str:
             "source": result.source_kind,
             "pairs_fused": result.fusion.pairs,
             "fused_nodes": result.fusion.fused_nodes,
+            "left_unfused": result.fusion.left_unfused,
             "nodes_before": result.fusion.nodes_before,
             "nodes_after": result.fusion.nodes_after,
             "passes": {p.name: p.changes for p in result.passes},

@@ -134,3 +134,27 @@ def test_console_script_is_installed():
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "onnx-fuse"]
     assert script.load() is main
+
+
+def test_summary_says_which_pairs_were_left_unfused_and_why(tmp_path, capsys):
+    from onnx import helper
+
+    from conftest import conv_init, make_model
+
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["c1"], name="a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], name="b", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("LeakyRelu", ["c2"], ["y"], alpha=0.1),
+        ],
+        [conv_init("w1", 3, 3), conv_init("w2", 3, 3, seed=1)],
+        {"x": [1, 3, 8, 8]},
+        {"y": [1, 3, 8, 8]},
+    )
+    src = tmp_path / "m.onnx"
+    src.write_bytes(model.SerializeToString())
+    assert main([str(src), str(tmp_path / "o.onnx"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "fused 1 Conv->Relu pair " in out
+    assert "left unfused: Conv 'b' -> LeakyRelu: only ReLU is applied bit-exactly in the hls4ml write-back" in out

@@ -136,12 +136,24 @@ def never_fused_cases() -> dict[str, onnx.ModelProto]:
     }
 
 
+EXPLAINED = {
+    "fan-out": "the Conv output has 2 consumers",
+    "graph output": "the Conv output is also a graph output",
+    "leaky relu": "LeakyRelu: only ReLU is applied bit-exactly",
+    "clip relu6": "Clip: only ReLU is applied bit-exactly",
+}
+
+
 @pytest.mark.parametrize("case", list(never_fused_cases()))
 def test_never_fuses(case):
     model = never_fused_cases()[case]
     onnx.checker.check_model(model, full_check=True)
     fused, report = fuse(model)
     assert report.pairs == 0
+    # every missed Conv->activation pair is reported with its reason; a Conv -> Add is no pair at all
+    assert len(report.left_unfused) == (1 if case in EXPLAINED else 0)
+    if case in EXPLAINED:
+        assert EXPLAINED[case] in report.left_unfused[0]
     assert FUSED_DOMAIN not in {n.domain for n in fused.graph.node}
     assert op_types(fused) == op_types(model)
     assert not fused.functions

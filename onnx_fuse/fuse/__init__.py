@@ -9,6 +9,7 @@ import onnx
 from onnxscript import ir
 
 from onnx_fuse.fuse.conv_relu import FUSED_DOMAIN, FUSED_OP, conv_relu_function, conv_relu_rule
+from onnx_fuse.fuse.unfused import unfused_pairs
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ class FuseReport:
     nodes_before: int = 0
     nodes_after: int = 0
     fused_nodes: list[str] = field(default_factory=list)
+    left_unfused: list[str] = field(default_factory=list)  # Conv -> activation pairs not fused, with the reason
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:
@@ -45,6 +47,7 @@ def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
         fused.functions.append(conv_relu_function(onnx_opset(fused)))
     report.nodes_after = len(fused.graph.node)
     report.fused_nodes = [n.name for n in fused.graph.node if n.domain == FUSED_DOMAIN and n.op_type == FUSED_OP]
+    report.left_unfused = unfused_pairs(fused)
     log.debug("fused %d Conv->Relu pairs: %s", report.pairs, ", ".join(report.fused_nodes))
     return fused, report
 
