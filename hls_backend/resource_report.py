@@ -33,6 +33,10 @@ class StreamRow:
         return sum(f.ff for f in self.fifos)
 
     @property
+    def lut(self) -> int:
+        return sum(f.lut for f in self.fifos)
+
+    @property
     def implementation(self) -> str:
         return self.fifos[0].implementation
 
@@ -56,6 +60,10 @@ class DesignReport:
     def ff(self) -> int:
         return sum(r.ff for r in self.streams)
 
+    @property
+    def lut(self) -> int:
+        return sum(r.lut for r in self.streams)
+
     def as_dict(self) -> dict:
         return {
             "tool": self.tool,
@@ -65,10 +73,11 @@ class DesignReport:
             "fifos": self.fifo_count,
             "fifo_bram18k": self.bram18k,
             "fifo_ff": self.ff,
+            "fifo_lut_rough": self.lut,
             "per_layer": [
                 {"layer": r.layer, "class": r.layer_class, "depth": r.depth, "bits": r.element_bits,
                  "elements": r.elements, "fifos": len(r.fifos), "implementation": r.implementation,
-                 "bram18k": r.bram18k, "ff": r.ff}
+                 "bram18k": r.bram18k, "ff": r.ff, "lut_rough": r.lut}
                 for r in self.streams
             ],
         }
@@ -115,6 +124,10 @@ def variants_table(unfused_graph, fused_graph, budget: int = XC7Z020_BRAM18K) ->
     return "\n".join(lines)
 
 
+def describe(row: StreamRow) -> str:
+    return f"{row.depth} x {row.element_bits} x {row.elements} {'BRAM' if row.bram18k else 'SRL'}"
+
+
 def counterparts(unfused: DesignReport, fused: DesignReport) -> dict[str, StreamRow | str | None]:
     """For each unfused stream: the fused stream standing in its place, the ReLU's name if the stream was the
     conv->ReLU FIFO that fusion removed, or None if it has no counterpart.
@@ -158,16 +171,15 @@ def comparison_table(unfused: DesignReport, fused: DesignReport) -> str:
     """Markdown: per-layer FIFO BRAM_18K side by side, then the totals with their difference."""
     pairs = counterparts(unfused, fused)
     lines = [
-        "| layer output | unfused stream (depth x bits x elements) | BRAM_18K | fused stream | BRAM_18K |",
+        "| layer output | unfused stream (depth x bits x elements, storage) | BRAM_18K | fused stream | BRAM_18K |",
         "|---|---|---:|---|---:|",
     ]
     for row in unfused.streams:
         other = pairs[row.layer]
-        if isinstance(other, StreamRow):
-            fused_cells = f"{other.depth} x {other.element_bits} x {other.elements} | {other.bram18k}"
-        else:
-            fused_cells = f"removed (fused with {other}) | 0" if other else "- | 0"
-        lines.append(f"| {row.layer} | {row.depth} x {row.element_bits} x {row.elements} | {row.bram18k} | {fused_cells} |")
+        fused_cells = f"{describe(other)} | {other.bram18k}" if isinstance(other, StreamRow) else (
+            f"removed (fused with {other}) | 0" if other else "- | 0"
+        )
+        lines.append(f"| {row.layer} | {describe(row)} | {row.bram18k} | {fused_cells} |")
     totals = [
         ("dataflow processes", len(unfused.processes), len(fused.processes)),
         ("FIFO streams", len(unfused.streams), len(fused.streams)),
@@ -175,6 +187,7 @@ def comparison_table(unfused: DesignReport, fused: DesignReport) -> str:
          fused.fifo_count),
         ("FIFO BRAM_18K", unfused.bram18k, fused.bram18k),
         ("FIFO FF", unfused.ff, fused.ff),
+        ("FIFO LUT (rough, not calibrated)", unfused.lut, fused.lut),
     ]
     lines += ["", "| total | unfused | fused | difference |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {a} | {b} | {b - a:+d} |" for name, a, b in totals]

@@ -46,3 +46,10 @@ def test_vivado_splits_streams_and_vitis_packs_them():
 def test_bad_sizes_are_refused():
     with pytest.raises(ValueError):
         fifo_cost(0, 8)
+
+
+def test_rough_lut_follows_the_storage():
+    # shift register: one SRL32 LUT per bit per 32 words, plus control
+    assert fifo_cost(32, 8).lut < fifo_cost(64, 8).lut < fifo_cost(64, 16, "rtl").lut
+    # BRAM: control only, whatever the width
+    assert fifo_cost(1024, 8).lut == fifo_cost(1024, 72).lut < fifo_cost(64, 16, "rtl").lut
