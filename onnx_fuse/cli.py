@@ -97,6 +97,9 @@ def summary(result) -> str:
             f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
+        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their ReLU in the conv write-back")
+        if h.fused_in_hls < f.pairs:
+            lines.append("  hls4ml: the others keep a ReLU stage (depthwise, distributed-arithmetic or 1-bit convs)")
         if h.report is not None:
             lines.append("")
             lines.append(h.report["table"])

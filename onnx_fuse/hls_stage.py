@@ -44,13 +44,15 @@ class HlsResult:
     samples: int
     bit_exact: bool
     max_abs_diff: float
+    fused_in_hls: int = 0  # pairs whose ReLU the fused design applies in the conv write-back
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None
 
     def as_dict(self) -> dict:
         return {
             "fused_project": str(self.fused_dir), "unfused_project": str(self.unfused_dir), "samples": self.samples,
-            "bit_exact": self.bit_exact, "max_abs_diff": self.max_abs_diff, "seconds": self.seconds,
+            "bit_exact": self.bit_exact, "max_abs_diff": self.max_abs_diff, "fused_in_hls": self.fused_in_hls,
+            "seconds": self.seconds,
             "report": self.report,
         }
 
@@ -143,7 +145,7 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
         seconds[f"{label}_predict"] = result.predict_seconds
     diff = float(np.max(np.abs(outputs[True].astype(np.float64) - outputs[False]))) if x.size else 0.0
     exact = bool(np.array_equal(outputs[True], outputs[False]))
-    hls = HlsResult(dirs[True], dirs[False], len(x), exact, diff, seconds)
+    hls = HlsResult(dirs[True], dirs[False], len(x), exact, diff, fused_in_write_back(dirs[True]), seconds)
     if options.report:
         hls.report = write_report(fused, options, common, dirs)
     if not exact:
@@ -152,6 +154,13 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
             f"{len(x)} inputs); projects kept in {options.out_dir} for inspection, no ONNX file written"
         )
     return hls
+
+
+def fused_in_write_back(project: Path) -> int:
+    """Count the ReLU write-back specializations the fused project really contains."""
+    from hls_backend.templates import MARKER
+
+    return (project / "firmware" / "parameters.h").read_text().count(MARKER)
 
 
 def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict) -> dict:

@@ -17,6 +17,7 @@ def test_hls_stage_is_bit_exact_and_reports_the_saving(tmp_path, capsys):
     report = json.loads(captured.out)  # hls4ml's own prints must not leak into stdout
     hls = report["hls"]
     assert hls["bit_exact"] is True and hls["max_abs_diff"] == 0.0 and hls["samples"] == 200
+    assert hls["fused_in_hls"] == 2
     fused, unfused = hls["report"]["fused"], hls["report"]["unfused"]
     assert unfused["processes"] - fused["processes"] == 2
     assert fused["fifo_bram18k"] < unfused["fifo_bram18k"]
@@ -79,3 +80,22 @@ def test_global_average_pool_is_refused_on_the_hls_path(tmp_path, capsys):
     assert "GlobalAveragePool" in err[0] and "not supported on the hls4ml path" in err[0]
     assert not out.exists()
     assert main([str(src), str(out), "-q"]) == 0  # the ONNX-only job is fine: onnxruntime computes it correctly
+
+
+def test_depthwise_pairs_are_counted_but_keep_their_relu_stage(tmp_path, capsys):
+    """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs; hls4ml fuses only the pointwise one, and says so."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inp)
+    h = keras.layers.SeparableConv2D(4, 3, activation="relu")(h)
+    src = tmp_path / "dw.keras"
+    keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(h))).save(src)
+    code = main([str(src), str(tmp_path / "dw.onnx"), "--hls-out", str(tmp_path / "hls"), "-q", "--samples", "64",
+                 "--precision", "ap_fixed<12,4,AP_RND,AP_SAT>"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "fused 2 Conv->Relu pairs" in out and "bit-exact on 64 inputs" in out
+    assert "hls4ml: 1 of 2 pairs apply their ReLU in the conv write-back" in out
+    assert "the others keep a ReLU stage" in out
