@@ -40,6 +40,15 @@ def tiny2_graphs(tmp_path_factory):
     }
 
 
+def test_tiny2_variants_table_matches_the_readme(tiny2_graphs):
+    from hls_backend.resource_report import variants_table
+
+    table = variants_table(tiny2_graphs[False], tiny2_graphs[True])
+    readme = (MODELS.parent / "README.md").read_text()
+    for line in table.splitlines()[2:]:
+        assert line in readme
+
+
 def test_tiny2_readme_figures(tiny2_graphs):
     unfused, fused = (design_report(tiny2_graphs[f]) for f in (False, True))
     assert (len(unfused.processes), len(fused.processes)) == (15, 10)
