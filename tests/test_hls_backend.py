@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
-hls4ml = pytest.importorskip("hls4ml")
+import hls4ml  # noqa: E402,F401  (a hard dependency: a missing hls4ml must fail, not skip)
 
 import hls_backend  # noqa: E402
 from hls_backend import project  # noqa: E402
