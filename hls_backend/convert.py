@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from hls_backend.passes import DENSE_PAIR_KEY
 from hls_backend.preprocess import preprocess
 from hls_backend.registration import register
 
@@ -25,7 +27,7 @@ def config_from_fused_onnx(
     fused and the unfused model: the Conv entry sets the pre-ReLU precision, the Relu entry the fused output's.
     """
     register()
-    graph, _ = preprocess(model, refuse_pairs=False)
+    graph, _, _ = preprocess(model, refuse_pairs=False)
     import hls4ml
 
     return hls4ml.utils.config_from_onnx_model(
@@ -53,9 +55,14 @@ def convert_from_fused_onnx(
     Extra kwargs go to hls4ml.converters.convert_from_onnx_model (part, clock_period, project_name, ...).
     """
     register()
-    graph, _ = preprocess(model, refuse_pairs=fuse)
+    graph, _, dense_relus = preprocess(model, refuse_pairs=fuse)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
+    if dense_relus:
+        # hls4ml builds the Dense from MatMul + constant itself: mark the pair on its ReLU's layer config instead
+        hls_config = copy.deepcopy(hls_config)
+        for name in dense_relus:
+            hls_config.setdefault("LayerName", {}).setdefault(name, {})[DENSE_PAIR_KEY] = True
     import hls4ml
 
     return hls4ml.converters.convert_from_onnx_model(

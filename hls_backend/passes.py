@@ -8,7 +8,7 @@ does the conv take over the ReLU's output.
 from __future__ import annotations
 
 from hls4ml.model.graph import ModelGraph
-from hls4ml.model.layers import Activation, Conv1D, Conv2D, DepthwiseConv1D, DepthwiseConv2D, Layer
+from hls4ml.model.layers import Activation, Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import NamedType
 
@@ -18,6 +18,9 @@ LOWER_PASS = "onnx_fuse_lower_conv_relu"
 FUSE_PASS = "onnx_fuse_fuse_conv_relu"
 # Set on the ReLU created by lowering: marks a pair the file fused (an unfused model's Conv -> ReLU is left alone).
 PAIR_FLAG = "onnx_fuse_pair"
+# Per-layer config key on the ReLU of a fused Dense pair (a DenseRelu node in the file): hls4ml builds Dense from
+# MatMul + constant in its own passes, so the pair is marked through the config instead of a lowered node.
+DENSE_PAIR_KEY = "OnnxFuseDenseRelu"
 # Set on a conv that now applies ReLU in its write-back; the pre-ReLU type is the conv's own result type.
 FUSED_FLAG = "onnx_fuse_relu"
 PRE_RELU_TYPE = "onnx_fuse_pre_relu_t"
@@ -41,8 +44,13 @@ class LowerConvRelu(OptimizerPass):
 
 
 def _fusable_conv(relu: Layer) -> Layer | None:
+    """The conv (or Dense) feeding `relu` if its write-back can take the ReLU, else None."""
     conv = relu.get_input_node()
-    if not isinstance(conv, (Conv1D, Conv2D)) or isinstance(conv, (DepthwiseConv1D, DepthwiseConv2D)):
+    if isinstance(conv, Dense):
+        # resource_unrolled Dense is generated code that does not go through nnet::cast
+        if str(conv.get_attr("strategy", "")).lower() in ("resource_unrolled", "distributed_arithmetic"):
+            return None
+    elif not isinstance(conv, (Conv1D, Conv2D)) or isinstance(conv, (DepthwiseConv1D, DepthwiseConv2D)):
         return None
     if conv.outputs[0] in conv.model.outputs or len(conv.get_output_nodes()) != 1:
         return None
@@ -58,7 +66,7 @@ class FuseConvRelu(OptimizerPass):
     def match(self, node: Layer) -> bool:
         return (
             isinstance(node, Activation)
-            and node.get_attr(PAIR_FLAG, False)
+            and (node.get_attr(PAIR_FLAG, False) or node.model.config.get_layer_config_value(node, DENSE_PAIR_KEY, False))
             and str(node.get_attr("activation", "")).lower() == "relu"
             and _fusable_conv(node) is not None
         )

@@ -1,5 +1,7 @@
 """Turn an onnx-fuse file into the channels-last graph hls4ml's ONNX front end reads.
 
+(DenseRelu pairs are found the same way, after GemmToMatMul, and marked for hls4ml by their ReLU's name.)
+
 qonnx knows nothing of `onnx_fuse::ConvRelu`: its shape inference and channels-last conversion leave the custom
 node channels-first between Transposes, and hls4ml's conv parser refuses anything not channels-last. So the
 function is inlined (plain Conv -> Relu again), the graph goes through hls4ml's documented qonnx recipe, and the
@@ -19,6 +21,7 @@ from onnx import helper, numpy_helper
 
 FUSED_DOMAIN = "onnx_fuse"
 FUSED_OP = "ConvRelu"
+DENSE_OP = "DenseRelu"
 # Domain of the re-fused node: says "channels-last already", the way qonnx's own channels-last ops do.
 CL_FUSED_DOMAIN = "onnx_fuse.channels_last"
 CL_DOMAIN = "qonnx.custom_op.channels_last"
@@ -158,14 +161,81 @@ def check_supported(model: onnx.ModelProto) -> None:
             )
 
 
-def preprocess(model: str | Path | onnx.ModelProto, refuse_pairs: bool = True) -> tuple[onnx.ModelProto, int]:
+def dense_weights(model: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(weight as a MatMul would hold it, bias) of each DenseRelu node with default alpha/beta/transA."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    pairs = []
+    for node in model.graph.node:
+        if node.domain != FUSED_DOMAIN or node.op_type != DENSE_OP:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
+            continue  # not a plain Dense: its pair stays Dense + ReLU in hls4ml
+        w = inits.get(node.input[1])
+        if w is None:
+            continue
+        b = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        pairs.append((w.T if attrs.get("transB", 0) else w, b))
+    return pairs
+
+
+def dense_relu_names(model: onnx.ModelProto, pairs: list[tuple[np.ndarray, np.ndarray | None]]) -> list[str]:
+    """Names of the Relu nodes that follow MatMul(x, W) [-> Add(B)] of a DenseRelu pair in the qonnx graph.
+
+    qonnx's GemmToMatMul splits each Gemm into MatMul + Add; the pair is found again by its exact weights.
+    """
+    graph = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+
+    def only_user(node: onnx.NodeProto) -> onnx.NodeProto | None:
+        users = consumers.get(node.output[0], [])
+        return users[0] if len(users) == 1 and node.output[0] not in outputs else None
+
+    todo, names = list(pairs), []
+    for node in graph.node:
+        if node.op_type != "MatMul" or not todo:
+            continue
+        w = inits.get(node.input[1])
+        nxt = only_user(node)
+        bias = None
+        if nxt is not None and nxt.op_type == "Add":
+            bias = next((inits[i] for i in nxt.input if i in inits), None)
+            nxt = only_user(nxt)
+        if w is None or nxt is None or nxt.op_type != "Relu":
+            continue
+        hit = next((i for i, (pw, pb) in enumerate(todo) if _same(w, pw) and _same_bias(bias, pb)), None)
+        if hit is not None:
+            todo.pop(hit)
+            names.append(nxt.name)
+    if todo:
+        raise ValueError(f"{len(todo)} DenseRelu node(s) not found again after qonnx's conversion")
+    return names
+
+
+def _same_bias(found: np.ndarray | None, expected: np.ndarray | None) -> bool:
+    """An all-zero bias may be gone after qonnx's cleanup: absent and zero are the same bias."""
+    if found is None or expected is None or not found.any() or not expected.any():
+        return not (found is not None and found.any()) and not (expected is not None and expected.any())
+    return np.array_equal(found.reshape(-1), expected.reshape(-1))
+
+
+def preprocess(
+    model: str | Path | onnx.ModelProto, refuse_pairs: bool = True
+) -> tuple[onnx.ModelProto, int, list[str]]:
     """Fused (or plain) ONNX -> channels-last graph for hls4ml; ConvRelu pairs re-fused unless refuse_pairs=False.
 
-    Returns the graph and the number of ConvRelu nodes in it.
+    Returns the graph, the number of ConvRelu nodes in it, and the names of the Relu nodes that end a DenseRelu
+    pair (hls4ml makes the Dense itself; convert.py marks those ReLUs in the layer config).
     """
     original = load_model(model)
     check_supported(original)
     pairs = fused_weights(original)
+    dense_pairs = dense_weights(original)
     # onnx's own inliner (expands model-local functions, attribute references resolved): nothing hand-written.
     inlined = onnx.inliner.inline_local_functions(original)
     del inlined.functions[:]
@@ -174,6 +244,9 @@ def preprocess(model: str | Path | onnx.ModelProto, refuse_pairs: bool = True) -
     inlined.opset_import.extend(kept)
     drop_trailing_empty_inputs(inlined)
     channels_last = qonnx_channels_last(inlined)
-    if not refuse_pairs or not pairs:
-        return channels_last, 0
-    return refuse(channels_last, pairs)
+    if not refuse_pairs:
+        return channels_last, 0, []
+    dense_relus = dense_relu_names(channels_last, dense_pairs)
+    if not pairs:
+        return channels_last, 0, dense_relus
+    return (*refuse(channels_last, pairs), dense_relus)

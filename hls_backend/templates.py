@@ -1,4 +1,6 @@
-"""Config template that gives a fused conv its ReLU: an explicit specialization of nnet::cast for its mult config.
+"""Config template that gives a fused conv (or Dense) its ReLU: an explicit specialization of nnet::cast.
+
+A Dense layer writes back through `nnet::cast<data_T, res_T, CONFIG_T>` with its own config; for convs:
 
 Every conv path (io_parallel/io_stream, Latency/Resource/resource_unrolled, pointwise) writes each output through
 `nnet::cast<data_T, res_T, CONFIG_T::mult_config>(acc)` (nnet_mult.h), so specializing cast for this layer's
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from hls4ml.backends.fpga.fpga_layers import PointwiseConv1D, PointwiseConv2D
 from hls4ml.backends.template import Template
-from hls4ml.model.layers import Conv1D, Conv2D, Layer
+from hls4ml.model.layers import Conv1D, Conv2D, Dense, Layer
 
 from hls_backend.passes import FUSED_FLAG, PRE_RELU_TYPE
 
@@ -21,7 +23,7 @@ MARKER = "// onnx_fuse: ReLU in the write-back"
 CAST_SPECIALIZATION = """{marker} of layer {index}
 namespace nnet {{
 template <>
-inline {out_t} cast<{in_t}, {out_t}, config{index}_mult>(typename config{index}_mult::accum_t x) {{
+inline {out_t} cast<{in_t}, {out_t}, {config}>(typename {config}::accum_t x) {{
     #pragma HLS INLINE
     {pre_t} pre = ({pre_t})x;
     return pre > 0 ? ({out_t})pre : ({out_t})0;
@@ -37,7 +39,7 @@ def element_type(var) -> str:
 
 class FusedReluCastTemplate(Template):
     def __init__(self) -> None:
-        super().__init__("onnx_fuse_relu_cast", (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D), "config_cpp")
+        super().__init__("onnx_fuse_relu_cast", (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, Dense), "config_cpp")
 
     def match(self, node: Layer) -> bool:
         return bool(node.get_attr(FUSED_FLAG, False)) and super().match(node)
@@ -54,6 +56,8 @@ class FusedReluCastTemplate(Template):
         return CAST_SPECIALIZATION.format(
             marker=MARKER,
             index=node.index,
+            # a conv's write-back runs in its dense "mult" config; a Dense layer's in its own config
+            config=f"config{node.index}" if isinstance(node, Dense) else f"config{node.index}_mult",
             in_t=element_type(node.get_input_variable()),
             out_t=element_type(node.get_output_variable()),
             pre_t=node.get_attr(PRE_RELU_TYPE).precision.definition_cpp(),

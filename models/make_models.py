@@ -3,6 +3,7 @@
 Run from anywhere: `python models/make_models.py`. Deterministic (fixed seeds); takes under a minute on 2 cores.
 - digits_cnn.h5     Sequential Conv2D CNN trained on scikit-learn's bundled 8x8 digits (Conv->ReLU, Conv->BN->ReLU).
 - digits_conv1d.keras  Functional Conv1D model on the same digits, rows as time steps.
+- digits_mlp.h5     Sequential MLP (Dense->ReLU x2) on the same digits, the classic hls4ml shape.
 - tiny2_float.h5    float rebuild of the 2021 project's tiny2 (../shared/models/tiny2), 5 Conv->ReLU pairs.
 - *.npz             test inputs `x` (and reference outputs `y` where known) for each model.
 """
@@ -71,6 +72,23 @@ def make_digits_conv1d(x: np.ndarray, y: np.ndarray) -> None:
     print(f"digits_conv1d.keras: held-out accuracy {acc:.3f}")
 
 
+def make_digits_mlp(x: np.ndarray, y: np.ndarray) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((64,), name="pixels"),
+            keras.layers.Dense(32, activation="relu", name="fc1"),
+            keras.layers.Dense(16, activation="relu", name="fc2"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name="digits_mlp",
+    )
+    flat = x.reshape(len(x), 64)
+    acc = train(model, flat, y, epochs=30)
+    model.save(HERE / "digits_mlp.h5")
+    np.savez_compressed(HERE / "digits_mlp.npz", x=flat[1500:1600])
+    print(f"digits_mlp.h5: held-out accuracy {acc:.3f}")
+
+
 def on_grid(w: np.ndarray) -> np.ndarray:
     """QKeras quantized_bits(8, 2): step 1/32, range [-4, 3.96875]."""
     return np.clip(np.round(w * 32), -128, 127) / 32
@@ -125,4 +143,5 @@ if __name__ == "__main__":
     xd, yd = digits()
     make_digits_cnn(xd, yd)
     make_digits_conv1d(xd, yd)
+    make_digits_mlp(xd, yd)
     make_tiny2()

@@ -76,10 +76,12 @@ def normalise_line(passes) -> str:
 
 def summary(result) -> str:
     f = result.fusion
+    conv = f.pairs - f.dense_pairs
     lines = [
         f"{result.input} -> {result.output}",
-        f"  fused {f.pairs} Conv->Relu pair{'s' if f.pairs != 1 else ''} into onnx_fuse::ConvRelu "
-        f"(nodes {f.nodes_before} -> {f.nodes_after})",
+        f"  fused {conv} Conv->Relu pair{'s' if conv != 1 else ''} into onnx_fuse::ConvRelu"
+        + (f", {f.dense_pairs} Dense->Relu into onnx_fuse::DenseRelu" if f.dense_pairs else "")
+        + f" (nodes {f.nodes_before} -> {f.nodes_after})",
         "  normalise: " + normalise_line(result.passes),
     ]
     lines += [f"  left unfused: {reason}" for reason in f.left_unfused]
@@ -97,9 +99,12 @@ def summary(result) -> str:
             f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
-        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their ReLU in the conv write-back")
+        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their ReLU in the layer's write-back")
         if h.fused_in_hls < f.pairs:
-            lines.append("  hls4ml: the others keep a ReLU stage (depthwise, distributed-arithmetic or 1-bit convs)")
+            lines.append(
+                "  hls4ml: the others keep a ReLU stage (depthwise, distributed-arithmetic, resource_unrolled Dense "
+                "or 1-bit layers)"
+            )
         if h.report is not None:
             lines.append("")
             lines.append(h.report["table"])
@@ -115,6 +120,7 @@ def as_json(result) -> str:
             "output": str(result.output),
             "source": result.source_kind,
             "pairs_fused": result.fusion.pairs,
+            "dense_pairs_fused": result.fusion.dense_pairs,
             "fused_nodes": result.fusion.fused_nodes,
             "left_unfused": result.fusion.left_unfused,
             "nodes_before": result.fusion.nodes_before,

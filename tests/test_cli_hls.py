@@ -97,5 +97,5 @@ def test_depthwise_pairs_are_counted_but_keep_their_relu_stage(tmp_path, capsys)
     out = capsys.readouterr().out
     assert code == 0
     assert "fused 2 Conv->Relu pairs" in out and "bit-exact on 64 inputs" in out
-    assert "hls4ml: 1 of 2 pairs apply their ReLU in the conv write-back" in out
+    assert "hls4ml: 1 of 2 pairs apply their ReLU in the layer's write-back" in out
     assert "the others keep a ReLU stage" in out

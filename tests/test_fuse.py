@@ -177,3 +177,47 @@ def test_only_the_clean_pair_fuses_in_a_mixed_graph():
     assert report.pairs == 1
     assert op_types(fused) == ["ConvRelu", "Conv", "Add", "Relu"]
     assert_same_outputs(model, fused)
+
+
+def gemm_model(trans_b: int = 0, bias: bool = True, relu_users: int = 1, const_weight: bool = True) -> onnx.ModelProto:
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((5, 6) if trans_b else (6, 5)).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(w, "w")] if const_weight else []
+    inits += [onnx.numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b")] if bias else []
+    inputs = {"x": [1, 6]} if const_weight else {"x": [1, 6], "w": [6, 5]}
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"] + (["b"] if bias else []), ["g"], name="dense", transB=trans_b),
+        helper.make_node("Relu", ["g"], ["y"]),
+    ]
+    outputs = {"y": [1, 5]}
+    if relu_users > 1:
+        nodes.append(helper.make_node("Sigmoid", ["g"], ["s"]))
+        outputs["s"] = [1, 5]
+    return make_model(nodes, inits, inputs, outputs)
+
+
+@pytest.mark.parametrize("trans_b, bias", [(0, True), (1, True), (0, False)])
+def test_dense_relu_fuses_with_exact_parity(trans_b, bias):
+    model = gemm_model(trans_b, bias)
+    fused, report = fuse(model)
+    assert report.pairs == report.dense_pairs == 1
+    assert op_types(fused) == ["DenseRelu"] and fused.graph.node[0].name == "dense"
+    assert [f.name for f in fused.functions] == ["DenseRelu"]
+    onnx.checker.check_model(fused, full_check=True)
+    feeds = {"x": np.random.default_rng(8).standard_normal((6, 6)).astype(np.float32)}
+    assert np.array_equal(run_onnx(fused, feeds)[0], run_onnx(model, feeds)[0])
+    assert fuse(fused)[1].pairs == 0
+
+
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        (gemm_model(relu_users=2), "the Gemm output has 2 consumers"),
+        (gemm_model(const_weight=False), "weights are not constant"),
+    ],
+    ids=["fan-out", "runtime weights"],
+)
+def test_dense_relu_never_fuses(model, reason):
+    fused, report = fuse(model)
+    assert report.pairs == 0 and "DenseRelu" not in op_types(fused)
+    assert len(report.left_unfused) == 1 and reason in report.left_unfused[0]

@@ -378,3 +378,33 @@ def test_pointwise_convs_keep_their_relu(tmp_path: Path, io_type: str) -> None:
     assert (got.y == 0).mean() > 0.2  # the last ReLU really clips: a lost ReLU would give negatives
     assert got.y.min() >= 0
     assert_fused_design(got.output_dir, ref.output_dir, 2, io_type)
+
+
+def test_dense_relu_mlp_bit_exact_and_relu_not_lost(tmp_path: Path) -> None:
+    """digits_mlp (Dense -> ReLU twice): the ReLU moves into the Dense write-back, fused == unfused, and the output
+    differs from the same MLP without ReLUs."""
+    normalised, fused, pairs = make_onnx(MODELS / "digits_mlp.h5")
+    assert pairs == 2
+    stored = np.load(MODELS / "digits_mlp.npz")["x"]
+    rng = np.random.default_rng(9)
+    x = np.concatenate([stored, rng.integers(0, 17, (N_INPUTS - len(stored), 64)) / 16.0]).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert len(np.unique(got.y)) > 50
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_parallel")
+    conv_only = run_csim(without_relus(normalised), x, tmp_path / "no_relu", fuse=False, io_type="io_parallel",
+                         backend="Vivado", hls_config=cfg)
+    assert np.any(got.y != conv_only.y, axis=1).mean() > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
+def test_dense_relu_matrix_bit_exact(tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
+    normalised, fused, pairs = make_onnx(MODELS / "digits_mlp.h5")
+    x = (np.random.default_rng(10).integers(0, 17, (N_INPUTS, 64)) / 16.0).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
+    cfg["Model"]["Strategy"] = strategy
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend=backend, io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)

@@ -17,6 +17,7 @@ from onnx_fuse.normalise import (
     fix_batch,
     fold_constants,
     layout_reshape,
+    matmul_as_gemm,
     normalise,
     relu_spellings,
 )
@@ -158,7 +159,8 @@ def test_check_and_infer_refuses_a_broken_graph():
 def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
     model, reports = normalise(keras3_batchnorm_graph())
     assert [r.name for r in reports] == [
-        "fix_batch", "fold_constants", "conv1d", "relu_spellings", "layout_reshape", "explicit_conv_attrs",
+        "fix_batch", "fold_constants", "conv1d", "relu_spellings", "layout_reshape", "matmul_as_gemm",
+        "explicit_conv_attrs",
         "check_and_infer",
     ]
     fused, report = fuse(model)
@@ -285,3 +287,26 @@ def test_layout_reshape_becomes_transpose(in_shape, out_shape, perm):
 def test_real_reshapes_stay(in_shape, out_shape):
     out, changes = layout_reshape.apply(reshape_model(in_shape, out_shape))
     assert changes == [] and op_types(out) == ["Reshape"]
+
+
+def test_matmul_with_constant_weights_becomes_gemm_with_zero_bias():
+    w = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32), "w")
+    model = make_model(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], name="fc"), helper.make_node("Relu", ["m"], ["y"])],
+        [w], {"x": [1, 6]}, {"y": [1, 4]},
+    )
+    model = onnx.shape_inference.infer_shapes(model)
+    out, changes = matmul_as_gemm.apply(model)
+    assert changes and op_types(out) == ["Gemm", "Relu"] and out.graph.node[0].name == "fc"
+    assert len(out.graph.node[0].input) == 3  # qonnx's GemmToMatMul needs the bias input
+    f = {"x": np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)}
+    np.testing.assert_allclose(run_onnx(out, f)[0], run_onnx(model, f)[0], rtol=1e-6, atol=1e-6)
+    assert fuse(out)[1].dense_pairs == 1
+
+
+def test_matmul_of_two_activations_stays():
+    model = make_model(
+        [helper.make_node("MatMul", ["x", "z"], ["y"])], [], {"x": [1, 6], "z": [6, 4]}, {"y": [1, 4]}
+    )
+    out, changes = matmul_as_gemm.apply(onnx.shape_inference.infer_shapes(model))
+    assert changes == [] and op_types(out) == ["MatMul"]

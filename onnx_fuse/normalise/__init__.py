@@ -18,6 +18,7 @@ from onnx_fuse.normalise import (
     fix_batch,
     fold_constants,
     layout_reshape,
+    matmul_as_gemm,
     relu_spellings,
 )
 
@@ -31,6 +32,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("conv1d", conv1d.apply),
     ("relu_spellings", relu_spellings.apply),
     ("layout_reshape", layout_reshape.apply),
+    ("matmul_as_gemm", matmul_as_gemm.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
     ("check_and_infer", check_and_infer.apply),
 ]
