@@ -125,6 +125,10 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
             config = hls_config(fused, options)
     except UnsupportedModelError as exc:
         raise InputError(str(exc)) from exc
+    except InputError:
+        raise
+    except Exception as exc:  # hls4ml's ONNX parser rejecting the graph (a layer or attribute it does not handle)
+        raise InputError(f"hls4ml cannot convert this graph: {type(exc).__name__}: {first_line(exc)}") from exc
     common = dict(backend=options.backend, io_type=options.io_type, hls_config=config)
     dirs = {True: options.out_dir / "fused", False: options.out_dir / "unfused"}
     log.info("hls4ml: converting, compiling and running both designs (C-sim on %d inputs) ...", len(x))

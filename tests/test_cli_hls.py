@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from conftest import MODELS
 from onnx_fuse.cli import main
 
@@ -99,3 +101,80 @@ def test_depthwise_pairs_are_counted_but_keep_their_relu_stage(tmp_path, capsys)
     assert "fused 2 Conv->Relu pairs" in out and "bit-exact on 64 inputs" in out
     assert "hls4ml: 1 of 2 pairs apply their ReLU in the layer's write-back" in out
     assert "the others keep a ReLU stage" in out
+
+
+def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(tmp_path, capsys):
+    """Conv -> BN -> Add(skip) -> Relu must stay unfused; the Conv -> Relu before it fuses; hls4ml agrees bit for bit."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 8, 4))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer="random_normal")(inp)
+    b = keras.layers.BatchNormalization(
+        beta_initializer="random_normal", moving_mean_initializer="random_normal"
+    )(keras.layers.Conv2D(4, 3, padding="same")(a))
+    out = keras.layers.ReLU()(keras.layers.Add()([b, a]))
+    src = tmp_path / "res.keras"
+    keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(out))).save(src)
+    code = main([str(src), str(tmp_path / "res.onnx"), "--hls-out", str(tmp_path / "hls"), "-q", "--samples", "64",
+                 "--precision", "ap_fixed<14,6,AP_RND,AP_SAT>"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "fused 1 Conv->Relu pair into" in text and "bit-exact on 64 inputs" in text
+    assert "hls4ml: 1 of 1 pairs apply their ReLU" in text
+
+
+def test_max_and_clip_spellings_reach_hls4ml_as_fused_relus(tmp_path, capsys):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    one = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], **one),
+            helper.make_node("Max", ["c1", "zero"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], **one),
+            helper.make_node("Clip", ["c2", "zero"], ["y"]),
+        ],
+        "spellings",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [
+            numpy_helper.from_array((rng.standard_normal((4, 2, 3, 3)) * 0.5).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b1"),
+            numpy_helper.from_array((rng.standard_normal((3, 4, 3, 3)) * 0.5).astype(np.float32), "w2"),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    src = tmp_path / "spell.onnx"
+    src.write_bytes(model.SerializeToString())
+    code = main([str(src), str(tmp_path / "out.onnx"), "--hls-out", str(tmp_path / "hls"), "-q", "--samples", "64",
+                 "--io-type", "io_parallel"])
+    captured = capsys.readouterr()
+    text = captured.out
+    assert code == 0, captured.err
+    assert "fused 2 Conv->Relu pairs" in text and "bit-exact on 64 inputs" in text
+    assert "hls4ml: 2 of 2 pairs apply their ReLU" in text
+
+
+def test_a_layer_hls4ml_lacks_is_one_clear_error(tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    from conftest import conv_init
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Sin", ["r"], ["y"])],
+        "sin", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])], [conv_init("w", 3, 3)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    src, out = tmp_path / "sin.onnx", tmp_path / "out.onnx"
+    src.write_bytes(model.SerializeToString())
+    assert main([str(src), str(out), "--hls-out", str(tmp_path / "hls"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("onnx-fuse: error: hls4ml cannot convert this graph:") and "Sin" in err[0]
+    assert not out.exists()

@@ -66,8 +66,10 @@ def test_fix_batch_refuses_dynamic_spatial_dims():
 def test_explicit_conv_attrs_fills_valid_conv_and_keeps_numbers():
     model = valid_conv_relu(batch=1)
     out, changes = explicit_conv_attrs.apply(model)
-    assert changes == ["Conv 'conv': set strides, pads, dilations"]
-    assert attrs(out.graph.node[0]) == {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1]}
+    assert changes == ["Conv 'conv': set strides, pads, dilations, group"]
+    assert attrs(out.graph.node[0]) == {
+        "kernel_shape": [3, 3], "strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1
+    }
     assert "pads" not in attrs(model.graph.node[0])  # the input graph is not edited in place
     f = feeds((1, 3, 8, 8))
     assert np.array_equal(run_onnx(model, f)[0], run_onnx(out, f)[0])

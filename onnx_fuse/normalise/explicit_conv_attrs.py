@@ -1,4 +1,4 @@
-"""Spell out kernel_shape, strides, dilations and pads on every Conv and pool.
+"""Spell out kernel_shape, strides, dilations, pads (and a Conv's group) on every Conv and pool.
 
 tf2onnx omits `pads` on 'valid' convs and may emit auto_pad; qonnx's channels-last conversion and hls4ml's conv
 parser read these attributes directly and need them explicit (DESIGN.md). No library tried does this, so it is
@@ -71,6 +71,7 @@ def explicit(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> dict:
     wanted = {"kernel_shape": kernel, "strides": strides, "pads": pads}
     if node.op_type in CONV_OPS:
         wanted["dilations"] = dilations
+        wanted["group"] = attrs.get("group", 1)  # hls4ml's conv parser reads it unconditionally
     return wanted
 
 
@@ -84,7 +85,7 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     for node in targets:
         attrs = attributes(node)
         wanted = explicit(node, shapes)
-        added = [name for name, value in wanted.items() if attrs.get(name) is None or list(attrs[name]) != value]
+        added = [name for name, value in wanted.items() if attrs.get(name) is None or attrs[name] != value]
         if not added and "auto_pad" not in attrs:
             continue
         kept = [a for a in node.attribute if a.name not in wanted and a.name != "auto_pad"]
