@@ -55,18 +55,26 @@ def conv_relu_rule() -> pattern.RewriteRule:
     return ConvRelu.rule()
 
 
-def conv_relu_function(onnx_opset: int) -> onnx.FunctionProto:
-    """ConvRelu(X, W[, B]) = Relu(Conv(X, W[, B])); a call without bias leaves B empty, which Conv allows."""
-    conv = helper.make_node("Conv", ["X", "W", "B"], ["conv_out"])
-    conv.attribute.extend(
-        onnx.AttributeProto(name=name, ref_attr_name=name, type=kind) for name, kind in CONV_ATTRIBUTES.items()
+def relu_function(name: str, inner: str, inputs: list[str], attributes: dict[str, int], onnx_opset: int) -> onnx.FunctionProto:
+    """`name`(inputs) = Relu(`inner`(inputs)), each inner attribute a reference to the call's attribute of that name.
+
+    A call may leave its last (bias) input out: it is then empty inside the body, which Conv and Gemm allow.
+    """
+    node = helper.make_node(inner, inputs, ["pre_relu"])
+    node.attribute.extend(
+        onnx.AttributeProto(name=attr, ref_attr_name=attr, type=kind) for attr, kind in attributes.items()
     )
     return helper.make_function(
         FUSED_DOMAIN,
-        FUSED_OP,
-        inputs=["X", "W", "B"],
+        name,
+        inputs=inputs,
         outputs=["Y"],
-        nodes=[conv, helper.make_node("Relu", ["conv_out"], ["Y"])],
+        nodes=[node, helper.make_node("Relu", ["pre_relu"], ["Y"])],
         opset_imports=[helper.make_opsetid("", onnx_opset)],
-        attributes=list(CONV_ATTRIBUTES),
+        attributes=list(attributes),
     )
+
+
+def conv_relu_function(onnx_opset: int) -> onnx.FunctionProto:
+    """ConvRelu(X, W[, B]) = Relu(Conv(X, W[, B]))."""
+    return relu_function(FUSED_OP, "Conv", ["X", "W", "B"], CONV_ATTRIBUTES, onnx_opset)

@@ -8,12 +8,11 @@ as a Gemm (normalise/matmul_as_gemm.py).
 from __future__ import annotations
 
 import onnx
-from onnx import helper
 from onnxscript import ir
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter._ir_utils import get_numpy_value
 
-from onnx_fuse.fuse.conv_relu import FUSED_DOMAIN, FUSED_OPSET
+from onnx_fuse.fuse.conv_relu import FUSED_DOMAIN, FUSED_OPSET, relu_function
 
 DENSE_OP = "DenseRelu"
 GEMM_ATTRIBUTES = {
@@ -50,16 +49,4 @@ def dense_relu_rule() -> pattern.RewriteRule:
 
 def dense_relu_function(onnx_opset: int) -> onnx.FunctionProto:
     """DenseRelu(A, B[, C]) = Relu(Gemm(A, B[, C]))."""
-    gemm = helper.make_node("Gemm", ["A", "B", "C"], ["gemm_out"])
-    gemm.attribute.extend(
-        onnx.AttributeProto(name=name, ref_attr_name=name, type=kind) for name, kind in GEMM_ATTRIBUTES.items()
-    )
-    return helper.make_function(
-        FUSED_DOMAIN,
-        DENSE_OP,
-        inputs=["A", "B", "C"],
-        outputs=["Y"],
-        nodes=[gemm, helper.make_node("Relu", ["gemm_out"], ["Y"])],
-        opset_imports=[helper.make_opsetid("", onnx_opset)],
-        attributes=list(GEMM_ATTRIBUTES),
-    )
+    return relu_function(DENSE_OP, "Gemm", ["A", "B", "C"], GEMM_ATTRIBUTES, onnx_opset)
