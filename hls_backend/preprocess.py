@@ -88,6 +88,16 @@ def _matches(w_cl: np.ndarray, b_cl: np.ndarray | None, w: np.ndarray, b: np.nda
     return (_same(w_cl, w) or _same(w_cl, w_moved)) and bias_ok
 
 
+def only_users(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    """node output name -> its single consumer, for outputs with exactly one consumer that are not graph outputs."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    return {name: users[0] for name, users in consumers.items() if len(users) == 1 and name not in outputs}
+
+
 def refuse(model: onnx.ModelProto, pairs: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[onnx.ModelProto, int]:
     """Replace each channels-last Conv -> Relu that was a ConvRelu in the file by one CL_FUSED_DOMAIN ConvRelu node.
 
@@ -96,19 +106,15 @@ def refuse(model: onnx.ModelProto, pairs: list[tuple[np.ndarray, np.ndarray | No
     """
     graph = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
+    single = only_users(graph)
     todo = list(pairs)
     replaced: dict[str, onnx.NodeProto] = {}
     dropped: set[str] = set()
     for node in graph.node:
         if node.op_type != "Conv" or node.domain != CL_DOMAIN or not todo:
             continue
-        users = consumers.get(node.output[0], [])
-        if len(users) != 1 or users[0].op_type != "Relu" or node.output[0] in outputs:
+        relu = single.get(node.output[0])
+        if relu is None or relu.op_type != "Relu":
             continue
         w_cl = inits.get(node.input[1])
         b_cl = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
@@ -116,7 +122,6 @@ def refuse(model: onnx.ModelProto, pairs: list[tuple[np.ndarray, np.ndarray | No
         if hit is None:
             continue
         todo.pop(hit)
-        relu = users[0]
         fused = helper.make_node(
             FUSED_OP, list(node.input), list(relu.output), name=node.name, domain=CL_FUSED_DOMAIN
         )
@@ -186,26 +191,18 @@ def dense_relu_names(model: onnx.ModelProto, pairs: list[tuple[np.ndarray, np.nd
     """
     graph = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-
-    def only_user(node: onnx.NodeProto) -> onnx.NodeProto | None:
-        users = consumers.get(node.output[0], [])
-        return users[0] if len(users) == 1 and node.output[0] not in outputs else None
+    single = only_users(graph)
 
     todo, names = list(pairs), []
     for node in graph.node:
         if node.op_type != "MatMul" or not todo:
             continue
         w = inits.get(node.input[1])
-        nxt = only_user(node)
+        nxt = single.get(node.output[0])
         bias = None
         if nxt is not None and nxt.op_type == "Add":
             bias = next((inits[i] for i in nxt.input if i in inits), None)
-            nxt = only_user(nxt)
+            nxt = single.get(nxt.output[0])
         if w is None or nxt is None or nxt.op_type != "Relu":
             continue
         hit = next((i for i, (pw, pb) in enumerate(todo) if _same(w, pw) and _same_bias(bias, pb)), None)
