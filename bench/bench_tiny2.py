@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from onnx_fuse.cli import quiet_libraries
-from onnx_fuse.hls_stage import HlsOptions
+from hls_backend.hls_stage import HlsOptions
 from onnx_fuse.pipeline import Options, run
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

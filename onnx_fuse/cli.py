@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     setup_logging(args.verbose, args.quiet or args.json)
     from onnx_fuse.errors import FuseError
-    from onnx_fuse.hls_stage import HlsOptions
+    from hls_backend.hls_stage import HlsOptions
     from onnx_fuse.pipeline import Options, run
 
     if args.samples < 1:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import onnx
 
@@ -76,7 +78,8 @@ def load_keras(path: Path) -> Any:
 
         if not h5py.is_hdf5(path):
             raise InputError(f"not an HDF5 file: {path}")
-    import keras  # deferred: TensorFlow takes seconds to import and .onnx inputs never need it
+    with native_stderr_silenced():
+        import keras  # deferred: TensorFlow takes seconds to import and .onnx inputs never need it
 
     try:
         model = keras.models.load_model(path, compile=False)
@@ -85,6 +88,21 @@ def load_keras(path: Path) -> Any:
     log.debug("loaded Keras model %r with %d layers", model.name, len(model.layers))
     check_static_inputs(model)
     return model
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """TensorFlow's C++ libraries log on import (absl, before its log is initialised: "Could not find cuda drivers")
+    straight to file descriptor 2, past TF_CPP_MIN_LOG_LEVEL; the CLI promises that only its own lines reach stderr."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def describe_keras_failure(path: Path, exc: Exception) -> str:

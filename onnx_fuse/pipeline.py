@@ -14,7 +14,7 @@ import onnx
 from onnx_fuse.errors import ParityError
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.fuse import FuseReport, fuse
-from onnx_fuse.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
+from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
 from onnx_fuse.output import check_output_path, write_atomic

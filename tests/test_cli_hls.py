@@ -46,7 +46,7 @@ def test_hls_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
 
 
 def test_config_overrides_merge_into_the_generated_config():
-    from onnx_fuse.hls_stage import merge
+    from hls_backend.hls_stage import merge
 
     base = {"Model": {"Precision": "ap_fixed<16,6>", "Strategy": "Latency"}, "LayerName": {"Conv_0": {"Precision": {"result": "auto"}}}}
     extra = {"Model": {"Precision": {"default": "ap_fixed<8,6>"}}, "LayerName": {"Conv_0": {"Precision": {"accum": "ap_fixed<14,6>"}}}}

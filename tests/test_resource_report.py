@@ -25,7 +25,7 @@ def digits_graphs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny2_graphs(tmp_path_factory):
     """tiny2 with the original project's precisions (models/tiny2_hls4ml.yml), as the README's table."""
-    from onnx_fuse.hls_stage import HlsOptions, hls_config
+    from hls_backend.hls_stage import HlsOptions, hls_config
 
     tmp = tmp_path_factory.mktemp("tiny2")
     fused_file = tmp / "tiny2.onnx"

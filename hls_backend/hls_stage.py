@@ -22,7 +22,7 @@ import onnx
 from onnx_fuse.errors import InputError, ParityError
 from onnx_fuse.load import first_line
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("onnx_fuse.hls")
 
 
 @dataclass
