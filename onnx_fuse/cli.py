@@ -107,10 +107,10 @@ def summary(result) -> str:
             f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
-        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their ReLU in the layer's write-back")
+        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their activation in the layer's write-back")
         if h.fused_in_hls < f.pairs:
             lines.append(
-                "  hls4ml: the others keep a ReLU stage (depthwise, distributed-arithmetic, resource_unrolled Dense "
+                "  hls4ml: the others keep an activation stage (distributed-arithmetic, resource_unrolled Dense "
                 "or 1-bit layers)"
             )
         if h.report is not None:
