@@ -66,4 +66,4 @@ class ClipFunctionTemplate(FunctionCallTemplate):
         super().__init__(OnnxFuseClip, include_header=[f"nnet_utils/{HEADER.name}"])
 
     def format(self, node: Layer) -> str:
-        return CALL.format(index=node.index, **self._default_function_params(node))
+        return CALL.format(**self._default_function_params(node))  # its fields include `index`

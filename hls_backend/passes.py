@@ -20,9 +20,11 @@ FUSE_PASS = "onnx_fuse_fuse_activation"
 # Per-layer hls4ml config key on the activation layer of a pair the file fused; its value is the fused op's name
 # (ConvRelu, DenseLeakyRelu, ...). The unfused design is converted without these keys.
 PAIR_CONFIG_KEY = "OnnxFusePair"
-# Set on a producer that now applies its activation in the write-back: {"op": table activation op, format fields}.
+# Set on a producer that now applies its activation in the write-back: {"op": table activation op, "values":
+# literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name}.
 WRITE_BACK = "onnx_fuse_write_back"
-PRE_ACTIVATION_TYPE = "onnx_fuse_pre_activation_t"
+# Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
+TYPE_PREFIX = "onnx_fuse_"
 
 
 def fusable_producer(activation: Layer) -> Layer | None:
@@ -45,15 +47,14 @@ def fusable_producer(activation: Layer) -> Layer | None:
     return producer
 
 
-def write_back_fields(activation: Layer, op: str) -> dict:
-    """What the table's write-back expression needs from the activation layer, read as hls4ml's templates read it."""
+def write_back_fields(activation: Layer, op: str) -> tuple[dict[str, str], dict[str, NamedType]]:
+    """(literal, type) fields the table's write-back expression needs, read as hls4ml's templates read them."""
     if op == "LeakyRelu":
         # the stock template prints `activ_param` with str.format and passes it as param_t
-        return {"param_t": activation.get_attr("param_t").precision.definition_cpp(),
-                "param": "{}".format(activation.get_attr("activ_param", 1.0))}
+        return {"param": "{}".format(activation.get_attr("activ_param", 1.0))}, {"param_t": activation.get_attr("param_t")}
     if op == "Clip":
-        return {"low": repr(activation.get_attr("low")), "high": repr(activation.get_attr("high"))}
-    return {}
+        return {"low": repr(activation.get_attr("low")), "high": repr(activation.get_attr("high"))}, {}
+    return {}, {}
 
 
 def marked_op(activation: Layer) -> str | None:
@@ -76,9 +77,11 @@ class FuseActivation(OptimizerPass):
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
         op, producer = marked_op(node), fusable_producer(node)
-        pre_precision = producer.get_output_variable().type.precision
-        # Keep the pre-activation precision under its own type name (the write-back casts to it first).
-        producer.set_attr(PRE_ACTIVATION_TYPE, NamedType(f"layer{producer.index}_pre_activation_t", pre_precision))
-        producer.set_attr(WRITE_BACK, {"op": op, **write_back_fields(node, op)})
+        values, types = write_back_fields(node, op)
+        # The pre-activation precision is the producer's own result type (the write-back casts to it first).
+        types["pre_t"] = producer.get_output_variable().type
+        for name, named in types.items():
+            producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
+        producer.set_attr(WRITE_BACK, {"op": op, "values": values, "types": sorted(types)})
         take_over_output(model, producer, node)
         return True

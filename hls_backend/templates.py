@@ -13,7 +13,7 @@ from hls4ml.backends.fpga.fpga_layers import PointwiseConv1D, PointwiseConv2D
 from hls4ml.backends.template import Template
 from hls4ml.model.layers import Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
 
-from hls_backend.passes import PRE_ACTIVATION_TYPE, WRITE_BACK
+from hls_backend.passes import TYPE_PREFIX, WRITE_BACK
 from onnx_fuse.patterns import ACTIVATION_OPS
 
 MARKER = "// onnx_fuse: activation in the write-back"
@@ -55,9 +55,11 @@ class FusedActivationCastTemplate(Template):
         return False
 
     def format(self, node: Layer) -> str:
-        fields = dict(node.get_attr(WRITE_BACK))
-        op = fields.pop("op")
+        write_back = node.get_attr(WRITE_BACK)
+        op = write_back["op"]
         out_t = element_type(node.get_output_variable())
+        fields = dict(write_back["values"], out_t=out_t)
+        fields.update((name, node.get_attr(TYPE_PREFIX + name).precision.definition_cpp()) for name in write_back["types"])
         return CAST_SPECIALIZATION.format(
             marker=MARKER,
             index=node.index,
@@ -66,6 +68,6 @@ class FusedActivationCastTemplate(Template):
             config=f"config{node.index}" if isinstance(node, Dense) else f"config{node.index}_mult",
             in_t=element_type(node.get_input_variable()),
             out_t=out_t,
-            pre_t=node.get_attr(PRE_ACTIVATION_TYPE).precision.definition_cpp(),
-            body=ACTIVATION_OPS[op].write_back.format(out_t=out_t, **fields),
+            pre_t=fields["pre_t"],
+            body=ACTIVATION_OPS[op].write_back.format(**fields),
         )
