@@ -8,13 +8,12 @@ does the producer take over the activation's output, keeping the pre-activation 
 from __future__ import annotations
 
 from hls4ml.model.graph import ModelGraph
-from hls4ml.model.layers import Activation, Conv1D, Conv2D, Dense, Layer
+from hls4ml.model.layers import Conv1D, Conv2D, Dense, Layer
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import NamedType
 
-from hls_backend.clip import OnnxFuseClip
 from hls_backend.internals import take_over_output
-from onnx_fuse.patterns import BY_OP
+from onnx_fuse.patterns import BY_OP, Activation
 
 FUSE_PASS = "onnx_fuse_fuse_activation"
 # Per-layer hls4ml config key on the activation layer of a pair the file fused; its value is the fused op's name
@@ -47,41 +46,27 @@ def fusable_producer(activation: Layer) -> Layer | None:
     return producer
 
 
-def write_back_fields(activation: Layer, op: str) -> tuple[dict[str, str], dict[str, NamedType]]:
-    """(literal, type) fields the table's write-back expression needs, read as hls4ml's templates read them."""
-    if op == "LeakyRelu":
-        # the stock template prints `activ_param` with str.format and passes it as param_t
-        return {"param": "{}".format(activation.get_attr("activ_param", 1.0))}, {"param_t": activation.get_attr("param_t")}
-    if op == "Clip":
-        return {"low": repr(activation.get_attr("low")), "high": repr(activation.get_attr("high"))}, {}
-    return {}, {}
-
-
-def marked_op(activation: Layer) -> str | None:
-    """The table activation op of a marked pair whose layer is the kind hls4ml made from that op, else None."""
-    fused = activation.model.config.get_layer_config_value(activation, PAIR_CONFIG_KEY, None)
+def marked_activation(layer: Layer) -> Activation | None:
+    """The table activation of a marked pair if `layer` is the hls4ml layer made from it, else None."""
+    fused = layer.model.config.get_layer_config_value(layer, PAIR_CONFIG_KEY, None)
     if fused not in BY_OP:
         return None
-    op = BY_OP[fused].activation.op
-    expected = {"Relu": "relu", "LeakyRelu": "leakyrelu"}
-    if op == "Clip":
-        return op if isinstance(activation, OnnxFuseClip) else None
-    if isinstance(activation, Activation) and str(activation.get_attr("activation", "")).lower() == expected.get(op):
-        return op
-    return None
+    activation = BY_OP[fused].activation
+    return activation if str(layer.get_attr("activation", layer.class_name)).lower() == activation.hls_layer else None
 
 
 class FuseActivation(OptimizerPass):
     def match(self, node: Layer) -> bool:
-        return marked_op(node) is not None and fusable_producer(node) is not None
+        return marked_activation(node) is not None and fusable_producer(node) is not None
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
-        op, producer = marked_op(node), fusable_producer(node)
-        values, types = write_back_fields(node, op)
+        activation, producer = marked_activation(node), fusable_producer(node)
+        values = {name: "{}".format(node.get_attr(name)) for name in activation.hls_values}
+        types = {name: node.get_attr(name) for name in activation.hls_types}
         # The pre-activation precision is the producer's own result type (the write-back casts to it first).
         types["pre_t"] = producer.get_output_variable().type
         for name, named in types.items():
             producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
-        producer.set_attr(WRITE_BACK, {"op": op, "values": values, "types": sorted(types)})
+        producer.set_attr(WRITE_BACK, {"op": activation.op, "values": values, "types": sorted(types)})
         take_over_output(model, producer, node)
         return True

@@ -46,6 +46,12 @@ class Activation:
     # C++ body of the write-back `nnet::cast` specialization after `pre = (pre_t)acc;`, returning the activation in
     # `out_t`: the same expression, in the same types, as the unfused hls4ml stage computes.
     write_back: str
+    # The hls4ml layer the unfused stage is: its `activation` attribute (else its class name), lower case.
+    hls_layer: str
+    # write_back fields read from that layer's attributes: literals (printed with str.format, as hls4ml's templates
+    # print them) and types (NamedType attributes, printed as their C++ definition).
+    hls_values: tuple[str, ...] = ()
+    hls_types: tuple[str, ...] = ()
 
     def refusal(self, extra: list[np.ndarray | None]) -> str | None:
         """Why an activation with these constant extra inputs (None: not constant) cannot be fused; None if it can."""
@@ -83,17 +89,19 @@ DENSE = Producer(
 PRODUCERS = (CONV, DENSE)
 
 # hls4ml 1.3 nnet::relu: `res = data > 0 ? data : 0` (assignments convert to res_T).
-RELU = Activation("Relu", (), {}, "return pre > 0 ? ({out_t})pre : ({out_t})0;")
+RELU = Activation("Relu", (), {}, "return pre > 0 ? ({out_t})pre : ({out_t})0;", hls_layer="relu")
 # hls4ml 1.3 nnet::leaky_relu<data_T, param_T, res_T>(data, alpha, res): alpha arrives as param_T converted from the
 # literal hls4ml prints (str of the float); the negative side is `alpha * data` in full precision, then res_T.
 LEAKY_RELU = Activation(
     "LeakyRelu", (), {"alpha": onnx.AttributeProto.FLOAT},
-    "{param_t} alpha = {param};\n    return pre > 0 ? ({out_t})pre : ({out_t})(alpha * pre);",
+    "{param_t} alpha = {activ_param};\n    return pre > 0 ? ({out_t})pre : ({out_t})(alpha * pre);",
+    hls_layer="leakyrelu", hls_values=("activ_param",), hls_types=("param_t",),
 )
 # hls4ml 1.3's ONNX front end has no Clip; hls_backend/clip.py gives it one stage with exactly this expression.
 CLIP = Activation(
     "Clip", ("min", "max"), {},
     "return pre < {low} ? ({out_t}){low} : pre > {high} ? ({out_t}){high} : ({out_t})pre;",
+    hls_layer="onnxfuseclip", hls_values=("low", "high"),
 )
 ACTIVATIONS = (RELU, LEAKY_RELU, CLIP)
 
