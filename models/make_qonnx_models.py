@@ -112,6 +112,16 @@ def node_list(model: onnx.ModelProto) -> list[str]:
     return lines
 
 
+def strip_export_metadata(path: Path) -> None:
+    """torch's exporter records each node's Python stack trace (absolute paths of this machine) as metadata: drop it,
+    so the file depends only on the model."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    for item in [model, graph, *graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        del item.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def make(name: str, po2: bool, output_quant: bool, x: np.ndarray, y: np.ndarray) -> None:
     seed_everything(0)
     model = QuantCNN(po2, output_quant)
@@ -119,6 +129,7 @@ def make(name: str, po2: bool, output_quant: bool, x: np.ndarray, y: np.ndarray)
     path = HERE / f"{name}.onnx"
     sample = torch.from_numpy(x[TRAIN : TRAIN + 1])
     export_qonnx(model, input_t=sample, export_path=str(path))
+    strip_export_metadata(path)
     held_out = x[TRAIN : TRAIN + HELD_OUT]
     with torch.no_grad():
         y_brevitas = model(torch.from_numpy(held_out)).numpy()
