@@ -6,7 +6,10 @@ digits and exported with Brevitas' `export_qonnx`:
 - digits_qcnn_po2.onnx       power-of-2 scales, Brevitas' default pattern
                              Quant(x) -> Conv(X, Quant(W), Quant(b)) -> Relu -> Quant(unsigned), plus Dense -> Relu
 - digits_qcnn_outquant.onnx  `output_quant` on each conv: Conv -> Quant(signed, po2) -> Relu -> Quant(unsigned)
-- digits_qcnn_float.onnx     Brevitas' default float (non power-of-2) scales: the negative control for hls4ml
+- digits_qcnn_float.onnx     Brevitas' default float (non power-of-2) scales, float Dense biases: the negative
+                             control for hls4ml (each non-power-of-2 Quant becomes ApplyAlpha layers)
+- digits_qcnn_float_qbias.onnx  the same with quantized Dense biases too: hls4ml 1.3 cannot convert it (IndexError
+                             on the Dense bias Quant's constant), so the hls path must refuse it with one line
 - *.npz                      `x`: held-out inputs (N, 1, 8, 8) as the ONNX input expects; `y_brevitas`: Brevitas'
                              own outputs for them
 """
@@ -45,15 +48,17 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 class QuantCNN(torch.nn.Module):
-    """Quant -> [Conv -> ReLU] x 2 -> MaxPool -> Dense -> ReLU -> Dense, every tensor quantized."""
+    """Quant -> [Conv -> ReLU] x 2 -> MaxPool -> Dense -> ReLU -> Dense, every tensor quantized (Dense biases
+    only with `dense_bias_quant`)."""
 
-    def __init__(self, po2: bool, output_quant: bool) -> None:
+    def __init__(self, po2: bool, output_quant: bool, dense_bias_quant: bool = True) -> None:
         super().__init__()
         weight = Int8WeightPerTensorFixedPoint if po2 else Int8WeightPerTensorFloat
         act = Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat
         relu = Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat
         # Int16Bias takes scale = input scale x weight scale: a power of 2 when both are.
         layer = dict(weight_quant=weight, bias_quant=Int16Bias, return_quant_tensor=True)
+        dense_bias = Int16Bias if dense_bias_quant else None
         conv_out = dict(output_quant=act) if output_quant else {}
         self.inp = qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
         self.conv1 = qnn.QuantConv2d(1, 8, 3, padding=1, **layer, **conv_out)
@@ -61,9 +66,9 @@ class QuantCNN(torch.nn.Module):
         self.conv2 = qnn.QuantConv2d(8, 8, 3, padding=0, **layer, **conv_out)
         self.relu2 = qnn.QuantReLU(act_quant=relu, return_quant_tensor=True)
         self.pool = torch.nn.MaxPool2d(2)
-        self.fc1 = qnn.QuantLinear(8 * 3 * 3, 16, **layer)
+        self.fc1 = qnn.QuantLinear(8 * 3 * 3, 16, weight_quant=weight, bias_quant=dense_bias, return_quant_tensor=True)
         self.relu3 = qnn.QuantReLU(act_quant=relu, return_quant_tensor=True)
-        self.fc2 = qnn.QuantLinear(16, 10, weight_quant=weight, bias_quant=Int16Bias, return_quant_tensor=False)
+        self.fc2 = qnn.QuantLinear(16, 10, weight_quant=weight, bias_quant=dense_bias, return_quant_tensor=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.conv1(self.inp(x)))
@@ -114,17 +119,19 @@ def node_list(model: onnx.ModelProto) -> list[str]:
 
 def strip_export_metadata(path: Path) -> None:
     """torch's exporter records each node's Python stack trace (absolute paths of this machine) as metadata: drop it,
-    so the file depends only on the model."""
-    model = onnx.load(str(path))
+    so the file depends only on the model. The weights are saved inline: the side file `<name>.onnx.data` that the
+    exporter writes is not needed."""
+    model = onnx.load(str(path))  # loads external data, if referenced
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
     graph = model.graph
     for item in [model, graph, *graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer]:
         del item.metadata_props[:]
     onnx.save(model, str(path))
 
 
-def make(name: str, po2: bool, output_quant: bool, x: np.ndarray, y: np.ndarray) -> None:
+def make(name: str, x: np.ndarray, y: np.ndarray, **kind: bool) -> None:
     seed_everything(0)
-    model = QuantCNN(po2, output_quant)
+    model = QuantCNN(**kind)
     acc = train(model, x, y, epochs=8)
     path = HERE / f"{name}.onnx"
     sample = torch.from_numpy(x[TRAIN : TRAIN + 1])
@@ -142,9 +149,10 @@ def make(name: str, po2: bool, output_quant: bool, x: np.ndarray, y: np.ndarray)
 
 def main() -> None:
     x, y = digits()
-    make("digits_qcnn_po2", po2=True, output_quant=False, x=x, y=y)
-    make("digits_qcnn_outquant", po2=True, output_quant=True, x=x, y=y)
-    make("digits_qcnn_float", po2=False, output_quant=False, x=x, y=y)
+    make("digits_qcnn_po2", x, y, po2=True, output_quant=False)
+    make("digits_qcnn_outquant", x, y, po2=True, output_quant=True)
+    make("digits_qcnn_float", x, y, po2=False, output_quant=False, dense_bias_quant=False)
+    make("digits_qcnn_float_qbias", x, y, po2=False, output_quant=False)
 
 
 if __name__ == "__main__":

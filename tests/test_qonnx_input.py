@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_fuse.cli import main
 from onnx_fuse.errors import InputError
 from onnx_fuse.load import load_onnx
 from onnx_fuse.normalise import fold_constants
@@ -25,7 +26,7 @@ from onnx_fuse.verify import session
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
-BREVITAS_MODELS = ["digits_qcnn_po2", "digits_qcnn_outquant", "digits_qcnn_float"]
+BREVITAS_MODELS = ["digits_qcnn_po2", "digits_qcnn_outquant", "digits_qcnn_float", "digits_qcnn_float_qbias"]
 
 
 def qonnx_execute(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -60,12 +61,11 @@ def adjacent_conv_relu(model: onnx.ModelProto) -> int:
 
 
 @pytest.mark.parametrize("name", BREVITAS_MODELS)
-def test_brevitas_model_through_the_cli(tmp_path, name):
+def test_brevitas_model_through_the_cli(tmp_path, capsys, name):
     source = MODELS / f"{name}.onnx"
     out = tmp_path / "fused.onnx"
-    result = run_cli(str(source), str(out), "--data", str(MODELS / f"{name}.npz"), "--json")
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    assert main([str(source), str(out), "--data", str(MODELS / f"{name}.npz"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     parity = {p["name"]: p for p in summary["parity"]}
     assert parity["onnx vs fused"]["max_abs_err"] == 0.0 and parity["onnx vs fused"]["samples"] == 116
     assert parity["input onnx vs onnx"]["max_abs_err"] == 0.0
@@ -122,8 +122,7 @@ def test_missing_opset_import_and_domain_aliases(tmp_path, domain):
     x = np.load(MODELS / "digits_qcnn_po2.npz")["x"][:1]
     np.testing.assert_array_equal(ort_execute(loaded, {"x": x}), ort_execute(load_onnx(MODELS / "digits_qcnn_po2.onnx"), {"x": x}))
     if domain == QONNX_DOMAIN:  # the user's view: the CLI takes the file as it is (exit 0)
-        result = run_cli(str(path), str(tmp_path / "out.onnx"), "--samples", "4", "-q")
-        assert result.returncode == 0, result.stderr
+        assert main([str(path), str(tmp_path / "out.onnx"), "--samples", "4", "-q"]) == 0
 
 
 def single_node_model(node: onnx.NodeProto, x_shape: list[int], initializers: list[onnx.TensorProto], qonnx_opset: int):
@@ -289,3 +288,28 @@ def test_qonnx_cleanup_and_channels_last_accept_a_file_with_the_functions():
         wrapper = cleanup_model(wrapper)
     assert len(ops(wrapper.model, "Quant")) == len(ops(model, "Quant"))
     assert [f.name for f in wrapper.model.functions] == ["Quant"]
+
+
+@pytest.mark.parametrize("name, after_conv", [("digits_qcnn_po2", "Activation"), ("digits_qcnn_float", "ApplyAlpha")])
+def test_hls4ml_qonnx_flow_converts_a_file_with_the_functions(tmp_path, name, after_conv):
+    """hls4ml 1.3's documented QONNX recipe reads the Quant nodes of the file as onnx-fuse reads it: a power-of-2
+    Quant becomes a precision, any other ApplyAlpha layers, one of them between each Conv and its ReLU (no compile
+    here: that is the hls stage's job)."""
+    import hls4ml
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    model = load_onnx(MODELS / f"{name}.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapper = cleanup_model(ModelWrapper(model)).transform(ConvertToChannelsLastAndClean())
+        wrapper = cleanup_model(wrapper.transform(GemmToMatMul()))
+        config = hls4ml.utils.config.config_from_onnx_model(wrapper, granularity="name", backend="Vivado")
+        hls_model = hls4ml.converters.convert_from_onnx_model(
+            wrapper, output_dir=str(tmp_path / "hls"), hls_config=config, backend="Vivado", io_type="io_stream"
+        )
+    layers = [layer.class_name for layer in hls_model.get_layers()]
+    assert layers.count("Conv2D") == 2 and layers.count("Dense") == 2
+    assert [layers[i + 1] for i, kind in enumerate(layers) if kind == "Conv2D"] == [after_conv, after_conv]
