@@ -1,9 +1,13 @@
 """QONNX input: Brevitas files go through the CLI with exact parity, qonnx's ops run in plain onnxruntime exactly as
-qonnx's own executor computes them, and what cannot run is refused with one line."""
+qonnx's own executor computes them, and what cannot run is refused with one line.
+
+FUZZ_EXAMPLES=5000 python -m pytest tests/test_qonnx_input.py -k exactly  runs the long random campaign on demand.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -26,6 +30,7 @@ from onnx_fuse.verify import session
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 BREVITAS_MODELS = ["digits_qcnn_po2", "digits_qcnn_outquant", "digits_qcnn_float", "digits_qcnn_float_qbias"]
 
 
@@ -205,7 +210,7 @@ def bipolar_cases(draw):
     return single_node_model(node, [32, 4, 1], [const("scale", scale)], 1), x
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(case=st.one_of(quant_cases(), trunc_cases(), bipolar_cases()))
 def test_functions_compute_exactly_what_qonnx_executes(case):
     model, x = case
