@@ -57,9 +57,9 @@ class QuantCNN(torch.nn.Module):
         act = Int8ActPerTensorFixedPoint if po2 else Int8ActPerTensorFloat
         relu = Uint8ActPerTensorFixedPoint if po2 else Uint8ActPerTensorFloat
         # Int16Bias takes scale = input scale x weight scale: a power of 2 when both are.
-        layer = dict(weight_quant=weight, bias_quant=Int16Bias, return_quant_tensor=True)
+        layer = {"weight_quant": weight, "bias_quant": Int16Bias, "return_quant_tensor": True}
         dense_bias = Int16Bias if dense_bias_quant else None
-        conv_out = dict(output_quant=act) if output_quant else {}
+        conv_out = {"output_quant": act} if output_quant else {}
         self.inp = qnn.QuantIdentity(act_quant=act, return_quant_tensor=True)
         self.conv1 = qnn.QuantConv2d(1, 8, 3, padding=1, **layer, **conv_out)
         self.relu1 = qnn.QuantReLU(act_quant=relu, return_quant_tensor=True)
@@ -142,7 +142,9 @@ def make(name: str, x: np.ndarray, y: np.ndarray, **kind: bool) -> None:
         y_brevitas = model(torch.from_numpy(held_out)).numpy()
     np.savez_compressed(HERE / f"{name}.npz", x=held_out, y_brevitas=y_brevitas)
     exported = onnx.load(str(path))
-    print(f"{path.name}: held-out accuracy {acc:.3f}, {path.stat().st_size} bytes, ops {dict(Counter(n.op_type for n in exported.graph.node))}")
+    print(
+        f"{path.name}: held-out accuracy {acc:.3f}, {path.stat().st_size} bytes, ops {dict(Counter(n.op_type for n in exported.graph.node))}"
+    )
     for line in node_list(exported):
         print("   ", line)
 

@@ -19,6 +19,7 @@ model's, and the model's opset is only known per file.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -84,7 +85,11 @@ def rounded(b: Body, y: str) -> str:
     upper = b.op("StringNormalizer", mode, case_change_action="UPPER", locale="C")  # "C": no installed locale needed
     keys = list(ROUNDING_CODES)
     code = b.op(
-        "LabelEncoder", upper, domain=ML_DOMAIN, keys_strings=keys, values_int64s=[ROUNDING_CODES[k] for k in keys],
+        "LabelEncoder",
+        upper,
+        domain=ML_DOMAIN,
+        keys_strings=keys,
+        values_int64s=[ROUNDING_CODES[k] for k in keys],
         default_int64=-1,
     )
     code = b.op("Reshape", code, b.op("Constant", value=numpy_helper.from_array(np.zeros(0, np.int64))))
@@ -110,7 +115,9 @@ def clamped(b: Body, y: str, bitwidth: str, signed: str, narrow: str) -> str:
     one, two = b.const(1.0), b.const(2.0)
     full = b.op("Pow", two, bitwidth)  # 2 ** bit_width
     half = b.op("Pow", two, b.op("Sub", bitwidth, one))  # 2 ** (bit_width - 1)
-    high = b.op("Where", signed, b.op("Sub", half, one), b.op("Where", narrow, b.op("Sub", full, two), b.op("Sub", full, one)))
+    high = b.op(
+        "Where", signed, b.op("Sub", half, one), b.op("Where", narrow, b.op("Sub", full, two), b.op("Sub", full, one))
+    )
     negative = b.op("Neg", half)
     low = b.op("Where", signed, b.op("Where", narrow, b.op("Add", negative, one), negative), b.const(0.0))
     y = b.op("Where", b.op("Greater", y, high), high, y)
@@ -157,7 +164,11 @@ def bipolar_body(b: Body) -> None:
     b.nodes.append(helper.make_node("Mul", [bipolar(b, "X"), "scale"], ["Y"]))
 
 
-def signature(op_type: str, qonnx_opset: int) -> tuple[list[str], list[tuple], object]:
+Attr = tuple[str, int, bool, object]  # name, AttributeProto type, required by qonnx, qonnx's default
+
+
+def signature(op_type: str, qonnx_opset: int) -> tuple[list[str], list[Attr], Callable[[Body], None]]:
+    """The op's inputs, attributes and body builder (Trunc's depend on the file's qonnx opset, as in qonnx)."""
     if op_type == "Quant":
         return QUANT_INPUTS, QUANT_ATTRS, quant_body
     if op_type == "BipolarQuant":
@@ -181,7 +192,9 @@ def function(op_type: str, onnx_opset: int, qonnx_opset: int, ml_opset: int) -> 
         opset_imports=[helper.make_opsetid("", onnx_opset), helper.make_opsetid(ML_DOMAIN, ml_opset)],
         attributes=[name for name, _, required, _ in attrs if required],
     )
-    proto.attribute_proto.extend(helper.make_attribute(name, default) for name, _, required, default in attrs if not required)
+    proto.attribute_proto.extend(
+        helper.make_attribute(name, default) for name, _, required, default in attrs if not required
+    )
     return proto
 
 
@@ -196,7 +209,9 @@ def is_qonnx_domain(domain: str) -> bool:
 def canonical_domains(model: onnx.ModelProto) -> None:
     """Rewrite the aliases qonnx accepts to QONNX_DOMAIN, as qonnx does (a 'finn' node with a backend stays)."""
     for node in model.graph.node:
-        if node.domain in DOMAIN_ALIASES and not (node.domain == "finn" and any(a.name == "backend" for a in node.attribute)):
+        if node.domain in DOMAIN_ALIASES and not (
+            node.domain == "finn" and any(a.name == "backend" for a in node.attribute)
+        ):
             node.domain = QONNX_DOMAIN
     used = {n.domain for n in model.graph.node}
     aliases = {o.domain: o.version for o in model.opset_import if o.domain in DOMAIN_ALIASES}
@@ -217,7 +232,9 @@ def check_node(node: onnx.NodeProto, qonnx_opset: int) -> None:
         )
     inputs, attrs, _ = signature(node.op_type, qonnx_opset)
     if len(node.input) != len(inputs) or not all(node.input):
-        raise InputError(f"{where} has {len(node.input)} inputs; qonnx opset {qonnx_opset} expects {len(inputs)} ({', '.join(inputs)})")
+        raise InputError(
+            f"{where} has {len(node.input)} inputs; qonnx opset {qonnx_opset} expects {len(inputs)} ({', '.join(inputs)})"
+        )
     given = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     for name, kind, required, default in attrs:
         if name not in given:

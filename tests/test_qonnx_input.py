@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,7 +52,9 @@ def ops(model: onnx.ModelProto, op_type: str) -> list[onnx.NodeProto]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "onnx_fuse", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "onnx_fuse", *args], check=False, capture_output=True, text=True, cwd=REPO
+    )
 
 
 def adjacent_conv_relu(model: onnx.ModelProto) -> int:
@@ -125,7 +126,9 @@ def test_missing_opset_import_and_domain_aliases(tmp_path, domain):
     assert {n.domain for n in ops(loaded, "Quant")} == {QONNX_DOMAIN}
     assert [(o.domain, o.version) for o in loaded.opset_import if o.domain == QONNX_DOMAIN] == [(QONNX_DOMAIN, 1)]
     x = np.load(MODELS / "digits_qcnn_po2.npz")["x"][:1]
-    np.testing.assert_array_equal(ort_execute(loaded, {"x": x}), ort_execute(load_onnx(MODELS / "digits_qcnn_po2.onnx"), {"x": x}))
+    np.testing.assert_array_equal(
+        ort_execute(loaded, {"x": x}), ort_execute(load_onnx(MODELS / "digits_qcnn_po2.onnx"), {"x": x})
+    )
     if domain == QONNX_DOMAIN:  # the user's view: the CLI takes the file as it is (exit 0)
         assert main([str(path), str(tmp_path / "out.onnx"), "--samples", "4", "-q"]) == 0
 
@@ -159,7 +162,7 @@ def scales(draw, channels: int) -> np.ndarray:
 def inputs_with_ties(draw, scale: np.ndarray, zeropt: float, bits: int) -> np.ndarray:
     """Values on the half-integer grid of x / scale + zeropt (rounding ties), around and beyond the clip range."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    span = 2.0 ** bits
+    span = 2.0**bits
     halves = rng.integers(-4 * span, 4 * span, size=(16, 4, 1)) / 2.0 - zeropt
     noise = rng.standard_normal((16, 4, 1)) * span
     return (np.concatenate([halves, noise]) * scale).astype(np.float32)
@@ -170,10 +173,11 @@ def quant_cases(draw):
     bits = draw(st.integers(1, 16))
     scale = scales(draw, 4)
     zeropt = float(draw(st.sampled_from([0.0, 0.0, 1.0, -3.0, 0.5])))
-    attrs = dict(
-        signed=draw(st.integers(0, 1)), narrow=draw(st.integers(0, 1)),
-        rounding_mode=draw(st.sampled_from(list(ROUNDING_CODES) + ["round", "Floor"])),
-    )
+    attrs = {
+        "signed": draw(st.integers(0, 1)),
+        "narrow": draw(st.integers(0, 1)),
+        "rounding_mode": draw(st.sampled_from(list(ROUNDING_CODES) + ["round", "Floor"])),
+    }
     node = helper.make_node("Quant", ["x", "scale", "zeropt", "bits"], ["y"], domain=QONNX_DOMAIN, **attrs)
     inits = [const("scale", scale), const("zeropt", zeropt), const("bits", bits)]
     return single_node_model(node, [32, 4, 1], inits, 2), inputs_with_ties(draw, scale, zeropt, bits)
@@ -189,13 +193,20 @@ def trunc_cases(draw):
     mode = draw(st.sampled_from(list(ROUNDING_CODES)))
     inits = [const("scale", scale), const("zeropt", zeropt), const("in_bits", in_bits)]
     if version == 1:
-        node = helper.make_node("Trunc", ["x", "scale", "zeropt", "in_bits", "out_bits"], ["y"], domain=QONNX_DOMAIN, rounding_mode=mode)
+        node = helper.make_node(
+            "Trunc", ["x", "scale", "zeropt", "in_bits", "out_bits"], ["y"], domain=QONNX_DOMAIN, rounding_mode=mode
+        )
     else:
         # qonnx requires a power-of-2 ratio out_scale / scale
         inits.append(const("out_scale", scale * np.float32(2.0 ** (in_bits - out_bits))))
         node = helper.make_node(
-            "Trunc", ["x", "scale", "zeropt", "in_bits", "out_scale", "out_bits"], ["y"], domain=QONNX_DOMAIN,
-            rounding_mode=mode, signed=draw(st.integers(0, 1)), narrow=draw(st.integers(0, 1)),
+            "Trunc",
+            ["x", "scale", "zeropt", "in_bits", "out_scale", "out_bits"],
+            ["y"],
+            domain=QONNX_DOMAIN,
+            rounding_mode=mode,
+            signed=draw(st.integers(0, 1)),
+            narrow=draw(st.integers(0, 1)),
         )
     inits.append(const("out_bits", out_bits))
     return single_node_model(node, [32, 4, 1], inits, version), inputs_with_ties(draw, scale, zeropt, in_bits)
@@ -242,7 +253,9 @@ def test_quant_function_respects_every_rounding_mode_on_ties():
         "HALF_DOWN": [-2, -1, -0, 0, 1, 2, -0, 1],
     }
     for mode, values in expected.items():
-        node = helper.make_node("Quant", ["x", "s", "z", "b"], ["y"], domain=QONNX_DOMAIN, signed=1, narrow=0, rounding_mode=mode)
+        node = helper.make_node(
+            "Quant", ["x", "s", "z", "b"], ["y"], domain=QONNX_DOMAIN, signed=1, narrow=0, rounding_mode=mode
+        )
         model = load_onnx_model(single_node_model(node, [8], [const("s", 1.0), const("z", 0.0), const("b", 8)], 2))
         np.testing.assert_array_equal(ort_execute(model, {"x": x}), np.array(values, np.float32), err_msg=mode)
 

@@ -37,7 +37,9 @@ def hide_qonnx_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     model.graph.input.extend(
-        helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)) for init in hidden if init.name not in listed
+        helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+        for init in hidden
+        if init.name not in listed
     )
     return model, hidden
 
@@ -62,7 +64,5 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     del slimmed.functions[:]
     slimmed.functions.extend(model.functions)
     after = op_counts(slimmed)
-    changes = [
-        f"{op}: {before[op]} -> {after[op]}" for op in sorted(before | after) if before[op] != after[op]
-    ]
+    changes = [f"{op}: {before[op]} -> {after[op]}" for op in sorted(before | after) if before[op] != after[op]]
     return slimmed, changes
