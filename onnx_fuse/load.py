@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import onnx
 
+from onnx_fuse import qonnx_ops
 from onnx_fuse.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         raise InputError(f"not a valid ONNX file: {path} ({first_line(exc)})") from exc
     if not model.graph.node:
         raise InputError(f"not a valid ONNX file: {path} (the graph has no nodes)")
+    model = qonnx_ops.prepare(model)  # QONNX: domain aliases, missing opset import, runnable Quant/Trunc functions
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
