@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from onnx_fuse.qonnx_ops import QONNX_DOMAIN
+
 FUSED_DOMAIN = "onnx_fuse"
 FUSED_OPSET = 1
 # Node metadata key on the activation node of a pair the file fused, after hls_backend unfolds the function again;
@@ -25,13 +27,25 @@ FUSED_OPSET = 1
 PAIR_KEY = "onnx_fuse.pair"
 
 
+# QONNX: a qonnx Quant between producer and activation (Brevitas' `output_quant`) fixes the pre-activation type.
+QUANT_INPUTS = ("scale", "zeropt", "bitwidth")
+QUANT_ATTRIBUTES = {"signed": onnx.AttributeProto.INT, "narrow": onnx.AttributeProto.INT,
+                    "rounding_mode": onnx.AttributeProto.STRING}
+# A fused node carries the middle Quant's attributes under this prefix.
+QUANT_ATTR_PREFIX = "quant_"
+
+
 @dataclass(frozen=True)
 class Producer:
     op: str  # the ONNX op computing the pre-activation value
     prefix: str  # of the fused op's name
-    inputs: tuple[str, ...]  # function inputs; the last (bias) may be left out by a call
+    inputs: tuple[str, ...]  # the op's inputs as function inputs; the last (bias) may be left out by a call
     attributes: dict[str, int]  # attribute -> AttributeProto type, each referenced by the function body
-    needs_constant_weight: bool  # a Gemm is a Dense layer only with constant weights
+    needs_constant_weight: bool  # a Gemm is a Dense layer only with constant (or Quant-of-constant) weights
+    quant: bool = False  # followed by a qonnx Quant (its inputs follow `inputs` in the function)
+
+    def with_quant(self) -> "Producer":
+        return Producer(self.op, self.prefix + "Quant", self.inputs, self.attributes, self.needs_constant_weight, True)
 
 
 # A fused node carries the activation's attributes under this prefix: Gemm and LeakyRelu both have an `alpha`.
@@ -86,7 +100,7 @@ DENSE = Producer(
     },
     needs_constant_weight=True,
 )
-PRODUCERS = (CONV, DENSE)
+PRODUCERS = (CONV, DENSE, CONV.with_quant(), DENSE.with_quant())
 
 # hls4ml 1.3 nnet::relu: `res = data > 0 ? data : 0` (assignments convert to res_T).
 RELU = Activation("Relu", (), {}, "return pre > 0 ? ({out_t})pre : ({out_t})0;", hls_layer="relu")
@@ -115,27 +129,39 @@ class Pattern:
     def op(self) -> str:
         return self.producer.prefix + self.activation.op
 
-    def function(self, onnx_opset: int) -> onnx.FunctionProto:
-        """`op`(producer inputs..., activation inputs...) = activation(producer(...), ...), every attribute of both
-        a reference to the call's attribute of the same name (one function serves every call)."""
+    def function(self, onnx_opset: int, qonnx_opset: int | None = None) -> onnx.FunctionProto:
+        """`op`(producer inputs..., [Quant inputs...,] activation inputs...) = activation([Quant(]producer(...)...),
+        every attribute a reference to the call's attribute of that name (one function serves every call)."""
         p, a = self.producer, self.activation
-        inner = helper.make_node(p.op, list(p.inputs), ["pre"])
-        inner.attribute.extend(onnx.AttributeProto(name=k, ref_attr_name=k, type=t) for k, t in p.attributes.items())
-        act = helper.make_node(a.op, ["pre", *a.inputs], ["Y"])
-        act.attribute.extend(
-            onnx.AttributeProto(name=k, ref_attr_name=ACTIVATION_ATTR_PREFIX + k, type=t) for k, t in a.attributes.items()
-        )
+        nodes = [_referencing(helper.make_node(p.op, list(p.inputs), ["pre"]), p.attributes)]
+        inputs, attributes = [*p.inputs], [*p.attributes]
+        opsets = [helper.make_opsetid("", onnx_opset)]
+        if p.quant:
+            quant = helper.make_node("Quant", ["pre", *QUANT_INPUTS], ["quantized"], domain=QONNX_DOMAIN)
+            nodes.append(_referencing(quant, QUANT_ATTRIBUTES, QUANT_ATTR_PREFIX))
+            inputs += QUANT_INPUTS
+            attributes += [QUANT_ATTR_PREFIX + k for k in QUANT_ATTRIBUTES]
+            opsets.append(helper.make_opsetid(QONNX_DOMAIN, qonnx_opset or 1))
+        act = helper.make_node(a.op, [nodes[-1].output[0], *a.inputs], ["Y"])
+        nodes.append(_referencing(act, a.attributes, ACTIVATION_ATTR_PREFIX))
         return helper.make_function(
-            FUSED_DOMAIN, self.op, inputs=[*p.inputs, *a.inputs], outputs=["Y"], nodes=[inner, act],
-            opset_imports=[helper.make_opsetid("", onnx_opset)],
-            attributes=[*p.attributes, *(ACTIVATION_ATTR_PREFIX + k for k in a.attributes)],
+            FUSED_DOMAIN, self.op, inputs=[*inputs, *a.inputs], outputs=["Y"], nodes=nodes, opset_imports=opsets,
+            attributes=[*attributes, *(ACTIVATION_ATTR_PREFIX + k for k in a.attributes)],
         )
+
+
+def _referencing(node: onnx.NodeProto, attributes: dict[str, int], prefix: str = "") -> onnx.NodeProto:
+    """`node` with each attribute a reference to the calling node's attribute `prefix + name`."""
+    node.attribute.extend(
+        onnx.AttributeProto(name=k, ref_attr_name=prefix + k, type=t) for k, t in attributes.items()
+    )
+    return node
 
 
 PATTERNS = tuple(Pattern(p, a) for p in PRODUCERS for a in ACTIVATIONS)
 BY_OP = {pattern.op: pattern for pattern in PATTERNS}
 ACTIVATION_OPS = {a.op: a for a in ACTIVATIONS}
-PRODUCER_OPS = {p.op: p for p in PRODUCERS}
+PRODUCER_OPS = {p.op: p for p in PRODUCERS if not p.quant}  # ONNX op -> its plain producer
 
 
 def clip_bounds(extra: list[np.ndarray | None]) -> tuple[float, float] | None:

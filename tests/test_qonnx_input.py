@@ -57,13 +57,30 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def adjacent_conv_relu(model: onnx.ModelProto) -> int:
-    """Conv nodes whose output feeds exactly one node, a Relu: the pairs the ConvRelu rule must fuse."""
-    users: dict[str, list[str]] = {}
+def legal_pairs(model: onnx.ModelProto) -> int:
+    """Conv/Gemm nodes whose output feeds exactly one node, a Relu, or a Quant that feeds exactly one Relu: the
+    pairs the rules must fuse (every Gemm here has Quant-of-constant weights, a Dense layer)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
-            users.setdefault(name, []).append(node.op_type)
-    return sum(users.get(n.output[0]) == ["Relu"] for n in ops(model, "Conv"))
+            users.setdefault(name, []).append(node)
+
+    def only(name: str) -> onnx.NodeProto | None:
+        found = users.get(name, [])
+        return found[0] if len(found) == 1 else None
+
+    count = 0
+    for node in (n for n in model.graph.node if n.op_type in ("Conv", "Gemm")):
+        nxt = only(node.output[0])
+        if nxt is not None and nxt.op_type == "Quant":
+            nxt = only(nxt.output[0])
+        count += nxt is not None and nxt.op_type == "Relu"
+    return count
+
+
+def quant_count(model: onnx.ModelProto) -> int:
+    """Quant nodes in the graph, counting the one inside each fused Conv/Dense -> Quant -> activation call."""
+    return len(ops(model, "Quant")) + sum(n.op_type.startswith(("ConvQuant", "DenseQuant")) for n in model.graph.node)
 
 
 @pytest.mark.parametrize("name", BREVITAS_MODELS)
@@ -76,9 +93,9 @@ def test_brevitas_model_through_the_cli(tmp_path, capsys, name):
     assert parity["onnx vs fused"]["max_abs_err"] == 0.0 and parity["onnx vs fused"]["samples"] == 116
     assert parity["input onnx vs onnx"]["max_abs_err"] == 0.0
     original, fused = onnx.load(str(source)), onnx.load(str(out))
-    assert summary["pairs_fused"] >= adjacent_conv_relu(original)
+    assert summary["pairs_fused"] == legal_pairs(original) >= 3
     # No Quant folded into a float initializer: hls4ml reads every precision from them.
-    assert len(ops(fused, "Quant")) == len(ops(original, "Quant"))
+    assert quant_count(fused) == len(ops(original, "Quant"))
     assert {(f.domain, f.name) for f in fused.functions} >= {(QONNX_DOMAIN, "Quant")}
     # The written file runs in a plain onnxruntime session and computes what the input file computes.
     data = np.load(MODELS / f"{name}.npz")

@@ -1,4 +1,4 @@
-"""One onnxscript rewriter rule per pattern of the table: producer -> activation => one `onnx_fuse::<op>` node.
+"""One onnxscript rewriter rule per pattern of the table: producer [-> Quant] -> activation => one onnx_fuse node.
 
 Its `as_function=True` mode is not used: it creates one function overload per match with the attributes baked in,
 and ONNX shape inference (hence qonnx) ignores overloads and resolves every call to the first body. The single
@@ -11,11 +11,26 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern as rewriter
 from onnxscript.rewriter._ir_utils import get_numpy_value
 
-from onnx_fuse.patterns import ACTIVATION_ATTR_PREFIX, FUSED_DOMAIN, FUSED_OPSET, PATTERNS, Pattern
+from onnx_fuse.patterns import (
+    ACTIVATION_ATTR_PREFIX, FUSED_DOMAIN, FUSED_OPSET, PATTERNS, QONNX_DOMAIN, QUANT_ATTR_PREFIX, Pattern,
+)
 
 
-def activation_of(produced: ir.Value) -> ir.Node:
-    return next(iter(produced.uses())).node
+def is_constant_weight(value: ir.Value) -> bool:
+    """A constant, or a qonnx Quant of constants (how QONNX stores a quantized weight)."""
+    if get_numpy_value(value) is not None:
+        return True
+    node = value.producer()
+    return (
+        node is not None and node.op_type == "Quant" and node.domain == QONNX_DOMAIN
+        and all(get_numpy_value(v) is not None for v in node.inputs)
+    )
+
+
+def only_use(value: ir.Value) -> ir.Node | None:
+    """The single consumer of `value`, None if it has several or is a graph output (it must vanish when fused)."""
+    uses = value.uses()
+    return None if len(uses) != 1 or value.is_graph_output() else next(iter(uses)).node
 
 
 class FusePair(rewriter.RewriteRuleClassBase):
@@ -24,32 +39,43 @@ class FusePair(rewriter.RewriteRuleClassBase):
         self.fused = fused
 
     def pattern(self, op, x):
-        produced = getattr(op, self.fused.producer.op)(x, _allow_other_inputs=True, _outputs=["produced"])
+        p = self.fused.producer
+        produced = getattr(op, p.op)(x, _allow_other_inputs=True, _outputs=["produced"])
+        if p.quant:
+            produced = op.Quant(produced, _allow_other_inputs=True, _domain=QONNX_DOMAIN, _outputs=["quantized"])
         return getattr(op, self.fused.activation.op)(produced, _allow_other_inputs=True)
 
-    def check(self, context, x: ir.Value, produced: ir.Value, **_) -> bool:
+    def check(self, context, x: ir.Value, produced: ir.Value, quantized: ir.Value | None = None, **_) -> bool:
         # Only the main graph: a function body holding the same chain (ours included) stays as it is.
         if not isinstance(context.graph_or_function, ir.Graph):
             return False
-        # The pre-activation value must vanish with the fusion: no fan-out, no graph output.
-        if len(produced.uses()) != 1 or produced.is_graph_output():
+        # Every intermediate value must vanish with the fusion: no fan-out, no graph output.
+        pre = [produced] if quantized is None else [produced, quantized]
+        if any(only_use(v) is None for v in pre):
             return False
         producer = produced.producer()
-        if self.fused.producer.needs_constant_weight and get_numpy_value(producer.inputs[1]) is None:
+        if self.fused.producer.needs_constant_weight and not is_constant_weight(producer.inputs[1]):
             return False
-        extra = [get_numpy_value(v) for v in activation_of(produced).inputs[1:]]
+        extra = [get_numpy_value(v) for v in only_use(pre[-1]).inputs[1:]]
         return self.fused.activation.refusal(extra) is None
 
-    def rewrite(self, op, x: ir.Value, produced: ir.Value, **_):
-        producer, activation = produced.producer(), activation_of(produced)
+    def rewrite(self, op, x: ir.Value, produced: ir.Value, quantized: ir.Value | None = None, **_):
+        producer = produced.producer()
         inputs = list(producer.inputs)
-        if activation.inputs[1:]:  # the activation's inputs follow the producer's full input list
-            inputs += [None] * (len(self.fused.producer.inputs) - len(inputs)) + list(activation.inputs[1:])
+        attributes = dict(producer.attributes)
+        chain = [produced] if quantized is None else [produced, quantized]
+        activation = only_use(chain[-1])
+        tail = list(activation.inputs[1:])
+        if quantized is not None:
+            quant = quantized.producer()
+            tail = list(quant.inputs[1:]) + tail
+            attributes.update({QUANT_ATTR_PREFIX + k: a.value for k, a in quant.attributes.items()})
+        attributes.update({ACTIVATION_ATTR_PREFIX + k: a.value for k, a in activation.attributes.items()})
+        if tail:  # what follows the producer's inputs starts after its full input list
+            inputs += [None] * (len(self.fused.producer.inputs) - len(inputs)) + tail
         # Keep the producer's node name: hls4ml names its layers after nodes, so the fused layer stays recognisable.
         return getattr(op, self.fused.op)(
-            *inputs, _domain=FUSED_DOMAIN, _version=FUSED_OPSET, _name=producer.name or None,
-            **dict(producer.attributes),
-            **{ACTIVATION_ATTR_PREFIX + name: attr.value for name, attr in activation.attributes.items()},
+            *inputs, _domain=FUSED_DOMAIN, _version=FUSED_OPSET, _name=producer.name or None, **attributes
         )
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 import onnx
 from onnx import numpy_helper
 
-from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS
+from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS, QONNX_DOMAIN
 
 # Activations often found after a conv that the table has no write-back for: reported, never fused.
 OTHER_ACTIVATIONS = {"Sigmoid", "Tanh", "HardSigmoid", "Elu", "Selu", "PRelu", "HardSwish", "Softplus"}
@@ -26,20 +26,30 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
         for n in graph.node
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
     )
+    quantized = {n.output[0]: n for n in graph.node if n.op_type == "Quant" and n.domain == QONNX_DOMAIN}
+
+    def constant_weight(name: str) -> bool:  # as fuse.rules.is_constant_weight, on the proto graph
+        quant = quantized.get(name)
+        return name in constants or (quant is not None and all(i in constants for i in quant.input))
+
     outputs = {o.name for o in graph.output}
     reasons = []
     for producer in (n for n in graph.node if n.op_type in PRODUCER_OPS):
+        head = producer
         users = consumers.get(producer.output[0], [])
+        if len(users) == 1 and users[0].op_type == "Quant" and users[0].domain == QONNX_DOMAIN:
+            head = users[0]  # producer -> Quant -> activation: the Quant's output is what the activation reads
+            users = consumers.get(head.output[0], [])
         acts = [u for u in users if u.op_type in ACTIVATION_OPS or u.op_type in OTHER_ACTIVATIONS]
         if not acts:
             continue
-        name = f"{producer.op_type} '{producer.name or producer.output[0]}'"
+        name = f"{producer.op_type} '{producer.name or producer.output[0]}'" + (" -> Quant" if head is not producer else "")
         pair = f"{name} -> {', '.join(sorted(Counter(u.op_type for u in acts)))}"
-        if producer.output[0] in outputs:
-            reasons.append(f"{pair}: the {producer.op_type} output is also a graph output")
+        if producer.output[0] in outputs or head.output[0] in outputs:
+            reasons.append(f"{pair}: the {head.op_type} output is also a graph output")
         elif len(users) > 1:
-            reasons.append(f"{pair}: the {producer.op_type} output has {len(users)} consumers")
-        elif PRODUCER_OPS[producer.op_type].needs_constant_weight and producer.input[1] not in constants:
+            reasons.append(f"{pair}: the {head.op_type} output has {len(users)} consumers")
+        elif PRODUCER_OPS[producer.op_type].needs_constant_weight and not constant_weight(producer.input[1]):
             reasons.append(f"{pair}: weights are not constant (not a Dense layer)")
         elif acts[0].op_type in ACTIVATION_OPS:
             extra = [constants.get(i) for i in acts[0].input[1:]]
