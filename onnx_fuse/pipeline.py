@@ -17,6 +17,7 @@ from onnx_fuse.fuse import FuseReport, fuse
 from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
+from onnx_fuse.onnx_reference import runnable
 from onnx_fuse.output import check_output_path, write_atomic
 from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
 
@@ -91,7 +92,8 @@ def verify(
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), "keras"
     else:
-        reference, name = (lambda f: run_onnx(exported, f)), "input onnx"
+        graph = runnable(exported)
+        reference, name = (lambda f: run_onnx(graph, f)), "input onnx"
     parity = check_parity(reference, name, normalised, fused, feeds)
     failed = [p for p in parity if not p.ok]
     if failed:

@@ -1,0 +1,19 @@
+"""The input ONNX graph as the parity reference: changed only as far as onnxruntime needs to run it one sample at
+a time, so the normalised graph is compared with (nearly) the file itself."""
+
+from __future__ import annotations
+
+import onnx
+
+from onnx_fuse.normalise import fixed_batch
+from onnx_fuse.normalise.upgrade_opset import onnx_opset, upgraded
+
+# onnxruntime has no kernels for some ops of opsets below 7 (e.g. Gemm-6)
+ORT_MIN_OPSET = 7
+
+
+def runnable(model: onnx.ModelProto) -> onnx.ModelProto:
+    if onnx_opset(model) < ORT_MIN_OPSET:
+        model = upgraded(model, ORT_MIN_OPSET)
+    model, _ = fixed_batch.apply(model)  # a fixed batch B > 1 made symbolic: the same function at batch B
+    return model
