@@ -23,16 +23,17 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The fixed batch B > 1 of the graph's inputs, None when there is none; refused when inputs disagree."""
+    """The batch B > 1 that every graph input leads with, None when there is none (inputs that disagree have no
+    common batch axis: another kind of input, e.g. a parameter fed at run time)."""
     initializers = {init.name for init in model.graph.initializer}
-    batches = set()
+    leading = set()
     for value in model.graph.input:
+        if value.name in initializers:
+            continue
         dims = value.type.tensor_type.shape.dim
-        if value.name not in initializers and dims and dims[0].HasField("dim_value") and dims[0].dim_value > 1:
-            batches.add(dims[0].dim_value)
-    if len(batches) > 1:
-        raise InputError(f"the graph inputs have different fixed batches {sorted(batches)}: cannot set them to 1")
-    return batches.pop() if batches else None
+        leading.add(dims[0].dim_value if dims and dims[0].HasField("dim_value") else None)
+    batch = leading.pop() if len(leading) == 1 else None
+    return batch if batch is not None and batch > 1 else None
 
 
 def constant_arrays(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
