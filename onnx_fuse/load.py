@@ -146,7 +146,8 @@ def keras_cause(exc: Exception) -> str:
 def describe_keras_failure(path: Path, exc: Exception) -> str:
     text = str(exc)
     unknown = re.search(r"Unknown layer: '?(\w+)'?", text) or re.search(r"Could not locate class '(\w+)'", text)
-    if unknown:
+    # Keras 3 cannot locate Keras 2's model classes either: that is an old file, not a custom layer
+    if unknown and unknown.group(1) not in ("Sequential", "Functional", "Model"):
         return (
             f"unsupported layer {unknown.group(1)} in {path}: Keras cannot build it "
             "(custom layers such as QKeras' must be rebuilt as plain Keras layers first)"

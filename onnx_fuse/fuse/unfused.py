@@ -19,7 +19,8 @@ def batchnorm_chain(
     start: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], constants: set[str]
 ) -> list[onnx.NodeProto] | None:
     """The BatchNormalization-like nodes between `start` and the activation they lead to, or None: single-consumer
-    links only, and a BN or a Mul by a constant among them (a lone Add is a residual, fused never)."""
+    links only, Mul/Add by a constant only (an Add of two tensors is a residual, fused never), and a BN or a Mul
+    among them."""
     chain, node = [], start
     while len(chain) < LONGEST_BATCHNORM:
         users = consumers.get(node.output[0], [])
@@ -27,11 +28,8 @@ def batchnorm_chain(
             return None
         node = users[0]
         if node.op_type == "Relu" or node.op_type in OTHER_ACTIVATIONS:
-            scaled = any(
-                n.op_type == "BatchNormalization" or (n.op_type == "Mul" and set(n.input) & constants) for n in chain
-            )
-            return chain if scaled else None
-        if node.op_type not in BATCHNORM_PARTS:
+            return chain if any(n.op_type in ("BatchNormalization", "Mul") for n in chain) else None
+        if node.op_type not in BATCHNORM_PARTS or (node.op_type in ("Mul", "Add") and not set(node.input) & constants):
             return None
         chain.append(node)
     return None
