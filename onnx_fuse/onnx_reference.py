@@ -6,14 +6,11 @@ from __future__ import annotations
 import onnx
 
 from onnx_fuse.normalise import fixed_batch
-from onnx_fuse.normalise.upgrade_opset import onnx_opset, upgraded
-
-# onnxruntime has no kernels for some ops of opsets below 7 (e.g. Gemm-6)
-ORT_MIN_OPSET = 7
+from onnx_fuse.normalise.upgrade_opset import RUNNABLE_OPSET, onnx_opset, upgraded
 
 
 def runnable(model: onnx.ModelProto) -> onnx.ModelProto:
-    if onnx_opset(model) < ORT_MIN_OPSET:
-        model = upgraded(model, ORT_MIN_OPSET)
+    if onnx_opset(model) < RUNNABLE_OPSET:
+        model = upgraded(model, RUNNABLE_OPSET)
     model, _ = fixed_batch.apply(model)  # a fixed batch B > 1 made symbolic: the same function at batch B
     return model

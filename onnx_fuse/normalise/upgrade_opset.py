@@ -1,7 +1,8 @@
 """Upgrade an old ONNX file (opset < 13, as old PyTorch/tf2onnx/keras2onnx exports are) with onnx's version converter.
 
 The passes after this one are written against opset 13, the opset the exporter writes (Unsqueeze/Squeeze axes as
-inputs, Gemm with an optional bias); onnxslim crashes on opset 6 graphs.
+inputs, Gemm with an optional bias); onnxslim crashes on opset 6 graphs. A graph the converter cannot upgrade is
+refused with the converter's reason.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from onnx import helper, version_converter
 
 from onnx_fuse.errors import InputError, first_line
 from onnx_fuse.export import OPSET
+
+# onnxruntime has no kernels for some ops of opsets below 7 (e.g. Gemm-6)
+RUNNABLE_OPSET = 7
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:
