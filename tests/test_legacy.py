@@ -407,3 +407,27 @@ def test_convolution_sandwich_is_folded_too(tmp_path, capsys):
     report = run_json([save(model, tmp_path / "m.onnx"), tmp_path / "o.onnx"], capsys)
     assert (report["pairs_fused"], report["left_unfused"]) == (1, [])
     parity_ok(report)
+
+
+def test_keras_error_keeps_the_real_cause_past_the_config_dump(tmp_path, capsys):
+    """Neither Keras reads it: the one error line names the cause Keras 3 buries after the layer's whole config."""
+    import zipfile
+
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    model = keras.Model(inp, keras.layers.ReLU()(keras.layers.DepthwiseConv2D(3, name="dw")(inp)))
+    good, bad = tmp_path / "good.keras", tmp_path / "bad.keras"
+    model.save(good)
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(bad, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                layer = next(la for la in config["config"]["layers"] if la["config"]["name"] == "dw")
+                layer["config"]["groups"] = 1  # what a Keras 2 file carries
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    line = run_error([bad, tmp_path / "o.onnx"], capsys)
+    assert line.startswith(f"onnx-fuse: error: cannot load Keras model {bad} (neither Keras 3 nor tf-keras reads it): ")
+    assert line.endswith("Unrecognized keyword arguments passed to DepthwiseConv2D: {'groups': 1}")
