@@ -60,31 +60,29 @@ def gemm_with(op, gemm_out: ir.Value, scale: np.ndarray, shift: np.ndarray):
     )
 
 
-class MulAfterGemm(pattern.RewriteRuleClassBase):
-    def pattern(self, op, x, s):
-        return op.Mul(op.Gemm(x, _allow_other_inputs=True, _outputs=["gemm_out"]), s)
+class ConstantAfterGemm(pattern.RewriteRuleClassBase):
+    """Mul(Gemm, s) or Add(Gemm, t), s and t per-column constants."""
 
-    def check(self, context, x, s, gemm_out, **_) -> bool:
-        return foldable(gemm_out, s)
+    def __init__(self, op_type: str) -> None:
+        super().__init__(name=f"{op_type}AfterGemm")
+        self.op_type = op_type
 
-    def rewrite(self, op, x, s, gemm_out, **_):
-        scale = per_column(s, gemm_out)
-        return gemm_with(op, gemm_out, scale, np.zeros_like(scale))
+    def pattern(self, op, x, c):
+        return getattr(op, self.op_type)(op.Gemm(x, _allow_other_inputs=True, _outputs=["gemm_out"]), c)
 
+    def check(self, context, x, c, gemm_out, **_) -> bool:
+        return foldable(gemm_out, c)
 
-class AddAfterGemm(pattern.RewriteRuleClassBase):
-    def pattern(self, op, x, t):
-        return op.Add(op.Gemm(x, _allow_other_inputs=True, _outputs=["gemm_out"]), t)
-
-    def check(self, context, x, t, gemm_out, **_) -> bool:
-        return foldable(gemm_out, t)
-
-    def rewrite(self, op, x, t, gemm_out, **_):
-        shift = per_column(t, gemm_out)
-        return gemm_with(op, gemm_out, np.ones_like(shift), shift)
+    def rewrite(self, op, x, c, gemm_out, **_):
+        values = per_column(c, gemm_out)
+        if self.op_type == "Mul":
+            return gemm_with(op, gemm_out, values, np.zeros_like(values))
+        return gemm_with(op, gemm_out, np.ones_like(values), values)
 
 
-RULES = pattern.RewriteRuleSet([fuse_batchnorm_into_gemm_rule, MulAfterGemm.rule(), AddAfterGemm.rule()], commute=True)
+RULES = pattern.RewriteRuleSet(
+    [fuse_batchnorm_into_gemm_rule, ConstantAfterGemm.rule("Mul"), ConstantAfterGemm.rule("Add")], commute=True
+)
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
