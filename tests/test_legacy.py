@@ -115,6 +115,21 @@ def test_architecture_json_finds_its_weights_next_to_it(keras2_files, tmp_path, 
     parity_ok(report)
 
 
+def test_keras21_style_sequential_json_loads(keras2_files, tmp_path, capsys):
+    """Keras 2.0-2.2 wrote a Sequential config as a bare list of layers, the input shape as the first layer's
+    batch_input_shape (hls4ml's example-models are such files); weights given under another name."""
+    config = json.loads(keras2_files["json"].read_text())
+    layers = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
+    layers[0]["config"]["batch_input_shape"] = [None, 8, 8, 3]
+    old = {"class_name": "Sequential", "config": layers, "keras_version": "2.1.6", "backend": "tensorflow"}
+    (tmp_path / "KERAS_old.json").write_text(json.dumps(old))
+    weights = keras2_files["json"].with_name("old_weights.h5")
+    report = run_json([tmp_path / "KERAS_old.json", tmp_path / "o.onnx", "--weights", weights, "--samples", "8"], capsys)
+    assert report["loader"].startswith("tf-keras 2.")
+    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (4, 1, [])
+    parity_ok(report)
+
+
 def test_architecture_json_with_weights_option(tmp_path, capsys):
     """A Keras-3-readable pair (Keras 3 Dense -> BN -> ReLU MLP), weights under another name: every pair fuses."""
     import keras
