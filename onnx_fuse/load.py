@@ -39,7 +39,6 @@ class Source:
     onnx_model: onnx.ModelProto | None = None
     loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x" or "onnx"
     note: str | None = None  # for the summary: the weights file used, why Keras 3 did not read the file
-    weights: Path | None = None  # the weights file of an architecture JSON
 
     @property
     def kind(self) -> str:
@@ -120,7 +119,7 @@ def load_keras(path: Path, read: Callable[[Any], Any], weights: Path | None = No
         notes.append(f"Keras 3 cannot read it: {keras_cause(keras3_exc)}")
     log.debug("loaded Keras model %r with %d layers (%s)", model.name, len(model.layers), loader)
     check_static_inputs(model)
-    return Source(path, keras_model=model, loader=loader, note="; ".join(notes) or None, weights=weights)
+    return Source(path, keras_model=model, loader=loader, note="; ".join(notes) or None)
 
 
 @contextmanager

@@ -335,7 +335,7 @@ def test_fixed_batch_that_mixes_samples_is_refused(make, expected, tmp_path, cap
 
 
 def dense_bn_relu(between: str) -> onnx.ModelProto:
-    """Gemm -> (a BatchNormalization in one exporter's spelling) -> Relu -> Gemm, batch 1, opset 13."""
+    """Gemm (or MatMul) -> (a BatchNormalization in one exporter's spelling) -> Relu -> Gemm, batch 1, opset 13."""
     c = 8
     inits = [init("w", floats(5, c)), init("b", floats(c)), init("w2", floats(c, 2)), init("b2", floats(2))]
     one = c if between not in ("transpose-swap",) else 1
@@ -347,6 +347,9 @@ def dense_bn_relu(between: str) -> onnx.ModelProto:
     middle = {
         "bn": [bn("g", "n")],
         "mul-add": [helper.make_node("Mul", ["g", "scale"], ["m"]), helper.make_node("Add", ["m", "shift"], ["n"])],
+        "matmul-mul-add": [  # Keras Dense(use_bias=False) -> BN
+            helper.make_node("Mul", ["scale", "g"], ["m"]), helper.make_node("Add", ["m", "shift"], ["n"])
+        ],
         "transpose-identity": [
             helper.make_node("Transpose", ["g"], ["t"], perm=[0, 1]), bn("t", "tn"),
             helper.make_node("Transpose", ["tn"], ["n"], perm=[0, 1]),
@@ -360,8 +363,12 @@ def dense_bn_relu(between: str) -> onnx.ModelProto:
             helper.make_node("Squeeze", ["un", "axes"], ["n"]),
         ],
     }[between]
+    dense = (
+        [helper.make_node("MatMul", ["x", "w"], ["g"], name="dense")] if between == "matmul-mul-add"
+        else [helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="dense")]
+    )
     nodes = [
-        helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="dense"), *middle,
+        *dense, *middle,
         helper.make_node("Relu", ["n"], ["r"]), helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="out"),
     ]
     graph = helper.make_graph(
@@ -374,7 +381,7 @@ def dense_bn_relu(between: str) -> onnx.ModelProto:
     return model
 
 
-BETWEEN = ["bn", "mul-add", "transpose-identity", "transpose-swap", "unsqueeze-squeeze"]
+BETWEEN = ["bn", "mul-add", "matmul-mul-add", "transpose-identity", "transpose-swap", "unsqueeze-squeeze"]
 
 
 @pytest.mark.parametrize("between", BETWEEN)
