@@ -8,7 +8,7 @@ from typing import Any
 
 import onnx
 
-from hls_backend.passes import DENSE_PAIR_KEY
+from hls_backend.passes import PAIR_CONFIG_KEY
 from hls_backend.preprocess import preprocess
 from hls_backend.registration import register
 
@@ -23,11 +23,11 @@ def config_from_fused_onnx(
 ) -> dict:
     """hls4ml config with one entry per layer of the UNFUSED graph (Conv_i and Relu_i separately).
 
-    A fused pair is lowered to exactly those two layers before precision inference, so the same config drives the
-    fused and the unfused model: the Conv entry sets the pre-ReLU precision, the Relu entry the fused output's.
+    The fused file converts to exactly those layers, so the same config drives the fused and the unfused design:
+    the producer's entry sets the pre-activation precision, the activation's entry the fused output's.
     """
     register()
-    graph, _, _ = preprocess(model, refuse_pairs=False)
+    graph, _ = preprocess(model)
     import hls4ml
 
     return hls4ml.utils.config_from_onnx_model(
@@ -49,20 +49,20 @@ def convert_from_fused_onnx(
     fuse: bool = True,
     **kwargs: Any,
 ):
-    """Convert an onnx-fuse file to an hls4ml ModelGraph whose ConvRelu pairs are single fused conv layers.
+    """Convert an onnx-fuse file to an hls4ml ModelGraph whose fused pairs are single conv/Dense layers that apply
+    the activation in their write-back.
 
-    fuse=False converts the same graph with every pair left as Conv + ReLU (the reference for bit-exactness).
+    fuse=False converts the same graph with every pair left as two layers (the reference for bit-exactness).
     Extra kwargs go to hls4ml.converters.convert_from_onnx_model (part, clock_period, project_name, ...).
     """
     register()
-    graph, _, dense_relus = preprocess(model, refuse_pairs=fuse)
+    graph, marks = preprocess(model)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
-    if dense_relus:
-        # hls4ml builds the Dense from MatMul + constant itself: mark the pair on its ReLU's layer config instead
+    if fuse and marks:
         hls_config = copy.deepcopy(hls_config)
-        for name in dense_relus:
-            hls_config.setdefault("LayerName", {}).setdefault(name, {})[DENSE_PAIR_KEY] = True
+        for name, op in marks.items():
+            hls_config.setdefault("LayerName", {}).setdefault(name, {})[PAIR_CONFIG_KEY] = op
     import hls4ml
 
     return hls4ml.converters.convert_from_onnx_model(

@@ -116,6 +116,7 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     from hls_backend import run_csim
     from hls_backend.csim import CsimError
     from hls_backend.preprocess import UnsupportedModelError
+    from hls_backend.registration import UnsupportedHls4mlError
 
     if len(feeds) != 1:
         raise InputError("the hls stage handles single-input models only")
@@ -123,7 +124,7 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     try:
         with hls4ml_prints_to_debug_log():
             config = hls_config(fused, options)
-    except UnsupportedModelError as exc:
+    except (UnsupportedModelError, UnsupportedHls4mlError) as exc:
         raise InputError(str(exc)) from exc
     except InputError:
         raise

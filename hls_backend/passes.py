@@ -1,90 +1,87 @@
-"""The two optimizer passes: lower ConvRelu in the parse flow, fuse Conv -> ReLU again after precision inference.
+"""The optimizer pass that moves a marked activation into its producer's write-back, after precision inference.
 
-Lowering first lets hls4ml do everything it normally does to a Conv and a ReLU (weights, conv_to_conv_x_d,
-precision inference, which is keyed on hard-coded class names and cannot be extended from outside). Only then
-does the conv take over the ReLU's output.
+hls4ml first does everything it normally does to the producer and the activation (weights, conv_to_conv_x_d,
+precision inference, which is keyed on hard-coded class names and cannot be extended from outside); only then
+does the producer take over the activation's output, keeping the pre-activation precision for its first cast.
 """
 
 from __future__ import annotations
 
 from hls4ml.model.graph import ModelGraph
-from hls4ml.model.layers import Activation, Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
+from hls4ml.model.layers import Activation, Conv1D, Conv2D, Dense, Layer
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import NamedType
 
-from hls_backend.layer import ConvRelu
+from hls_backend.clip import OnnxFuseClip
+from hls_backend.internals import take_over_output
+from onnx_fuse.patterns import BY_OP
 
-LOWER_PASS = "onnx_fuse_lower_conv_relu"
-FUSE_PASS = "onnx_fuse_fuse_conv_relu"
-# Set on the ReLU created by lowering: marks a pair the file fused (an unfused model's Conv -> ReLU is left alone).
-PAIR_FLAG = "onnx_fuse_pair"
-# Per-layer config key on the ReLU of a fused Dense pair (a DenseRelu node in the file): hls4ml builds Dense from
-# MatMul + constant in its own passes, so the pair is marked through the config instead of a lowered node.
-DENSE_PAIR_KEY = "OnnxFuseDenseRelu"
-# Set on a conv that now applies ReLU in its write-back; the pre-ReLU type is the conv's own result type.
-FUSED_FLAG = "onnx_fuse_relu"
-PRE_RELU_TYPE = "onnx_fuse_pre_relu_t"
+FUSE_PASS = "onnx_fuse_fuse_activation"
+# Per-layer hls4ml config key on the activation layer of a pair the file fused; its value is the fused op's name
+# (ConvRelu, DenseLeakyRelu, ...). The unfused design is converted without these keys.
+PAIR_CONFIG_KEY = "OnnxFusePair"
+# Set on a producer that now applies its activation in the write-back: {"op": table activation op, "values":
+# literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name}.
+WRITE_BACK = "onnx_fuse_write_back"
+# Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
+TYPE_PREFIX = "onnx_fuse_"
 
 
-class LowerConvRelu(OptimizerPass):
+def fusable_producer(activation: Layer) -> Layer | None:
+    """The conv or Dense feeding `activation` if its write-back (nnet::cast) can take the activation, else None."""
+    producer = activation.get_input_node()
+    # Conv1D/Conv2D cover hls4ml's pointwise and depthwise subclasses: all write back through
+    # nnet::cast<data_T, res_T, mult_config> (depthwise_product and the latency/resource/stream conv kernels).
+    if not isinstance(producer, (Conv1D, Conv2D, Dense)):
+        return None
+    if producer.outputs[0] in producer.model.outputs or len(producer.get_output_nodes()) != 1:
+        return None
+    # Paths whose write-back is not nnet::cast: generated code (distributed arithmetic, resource_unrolled Dense)
+    # and binary/XNOR layers.
+    strategy = str(producer.get_attr("strategy", "")).lower()
+    if strategy == "distributed_arithmetic" or (isinstance(producer, Dense) and strategy == "resource_unrolled"):
+        return None
+    weight = producer.get_weights("weight")
+    if producer.get_input_variable().type.precision.width == 1 or weight.type.precision.width == 1:
+        return None
+    return producer
+
+
+def write_back_fields(activation: Layer, op: str) -> tuple[dict[str, str], dict[str, NamedType]]:
+    """(literal, type) fields the table's write-back expression needs, read as hls4ml's templates read them."""
+    if op == "LeakyRelu":
+        # the stock template prints `activ_param` with str.format and passes it as param_t
+        return {"param": "{}".format(activation.get_attr("activ_param", 1.0))}, {"param_t": activation.get_attr("param_t")}
+    if op == "Clip":
+        return {"low": repr(activation.get_attr("low")), "high": repr(activation.get_attr("high"))}, {}
+    return {}, {}
+
+
+def marked_op(activation: Layer) -> str | None:
+    """The table activation op of a marked pair whose layer is the kind hls4ml made from that op, else None."""
+    fused = activation.model.config.get_layer_config_value(activation, PAIR_CONFIG_KEY, None)
+    if fused not in BY_OP:
+        return None
+    op = BY_OP[fused].activation.op
+    expected = {"Relu": "relu", "LeakyRelu": "leakyrelu"}
+    if op == "Clip":
+        return op if isinstance(activation, OnnxFuseClip) else None
+    if isinstance(activation, Activation) and str(activation.get_attr("activation", "")).lower() == expected.get(op):
+        return op
+    return None
+
+
+class FuseActivation(OptimizerPass):
     def match(self, node: Layer) -> bool:
-        return isinstance(node, ConvRelu)
+        return marked_op(node) is not None and fusable_producer(node) is not None
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
-        spec = dict(node.get_attr("relu_layer"))
-        kind, name, inputs, outputs = (spec.pop(k) for k in ("class_name", "name", "inputs", "outputs"))
-        conv_attrs = {k: node.get_attr(k) for k in node.get_attr("conv_keys")}
-        # Names as in the unfused graph (Conv keeps the Conv's, ReLU gets the Relu's): the same per-name hls4ml
-        # config then sets the conv's (pre-ReLU) and the ReLU's precision exactly as for the unfused model.
-        conv = model.make_node("Conv", node.name, conv_attrs, list(node.inputs), list(inputs))
-        relu = model.make_node(kind, name, spec, list(inputs), list(outputs))
-        relu.set_attr(PAIR_FLAG, True)
-        model.split_node(node, conv, relu)
-        return True
-
-
-def _fusable_conv(relu: Layer) -> Layer | None:
-    """The conv (or Dense) feeding `relu` if its write-back can take the ReLU, else None."""
-    conv = relu.get_input_node()
-    if isinstance(conv, Dense):
-        # resource_unrolled Dense is generated code that does not go through nnet::cast
-        if str(conv.get_attr("strategy", "")).lower() in ("resource_unrolled", "distributed_arithmetic"):
-            return None
-    elif not isinstance(conv, (Conv1D, Conv2D)) or isinstance(conv, (DepthwiseConv1D, DepthwiseConv2D)):
-        return None
-    if conv.outputs[0] in conv.model.outputs or len(conv.get_output_nodes()) != 1:
-        return None
-    # Paths whose write-back is not nnet::cast<data_T, res_T, mult_config>: DA codegen and binary/XNOR layers.
-    if str(conv.get_attr("strategy", "")).lower() == "distributed_arithmetic":
-        return None
-    if conv.get_input_variable().type.precision.width == 1 or conv.get_weights("weight").type.precision.width == 1:
-        return None
-    return conv
-
-
-class FuseConvRelu(OptimizerPass):
-    def match(self, node: Layer) -> bool:
-        return (
-            isinstance(node, Activation)
-            and (node.get_attr(PAIR_FLAG, False) or node.model.config.get_layer_config_value(node, DENSE_PAIR_KEY, False))
-            and str(node.get_attr("activation", "")).lower() == "relu"
-            and _fusable_conv(node) is not None
-        )
-
-    def transform(self, model: ModelGraph, node: Layer) -> bool:
-        conv = _fusable_conv(node)
-        conv_out, relu_out = conv.outputs[0], node.outputs[0]
-        conv_var, relu_var = conv.get_output_variable(), node.get_output_variable()
-        # Keep the pre-ReLU precision under its own type name (the write-back casts to it first).
-        conv.set_attr(PRE_RELU_TYPE, NamedType(f"layer{conv.index}_pre_relu_t", conv_var.type.precision))
-        # The conv takes over the ReLU's output variable (same name and type): any in-place Flatten/Reshape alias
-        # made earlier on the ReLU's output stays valid, and the output type is exactly the ReLU's result type.
-        # Done by hand because remove_node would rewire consumers onto the conv's own (pre-ReLU) variable.
-        for key in [k for k, v in conv.attributes.items() if v is conv_var]:
-            del conv.attributes[key]
-        del model.output_vars[conv_out]
-        del model.graph[node.name]
-        conv.outputs[0] = relu_out
-        conv.set_attr(relu_out, relu_var)  # also sets result_t and registers the variable with the model
-        conv.set_attr(FUSED_FLAG, True)
+        op, producer = marked_op(node), fusable_producer(node)
+        values, types = write_back_fields(node, op)
+        # The pre-activation precision is the producer's own result type (the write-back casts to it first).
+        types["pre_t"] = producer.get_output_variable().type
+        for name, named in types.items():
+            producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
+        producer.set_attr(WRITE_BACK, {"op": op, "values": values, "types": sorted(types)})
+        take_over_output(model, producer, node)
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hls4ml
 from hls4ml.backends import get_backend
 from hls4ml.converters import register_onnx_layer_handler
 from hls4ml.converters.onnx_to_hls import get_supported_onnx_layers
@@ -9,39 +10,45 @@ from hls4ml.model.flow import get_flow, update_flow
 from hls4ml.model.layers import register_layer
 from hls4ml.model.optimizer import get_available_passes, register_pass
 
-from hls_backend.handler import parse_conv_relu
-from hls_backend.layer import CLASS_NAME, ConvRelu
-from hls_backend.passes import FUSE_PASS, LOWER_PASS, FuseConvRelu, LowerConvRelu
-from hls_backend.templates import FusedReluCastTemplate
+from hls_backend.clip import HEADER, ClipConfigTemplate, ClipFunctionTemplate, OnnxFuseClip, parse_clip
+from hls_backend.passes import FUSE_PASS, FuseActivation
+from hls_backend.templates import FusedActivationCastTemplate
 
-# Lowering must happen where the stock ONNX Conv is turned into Conv1D/Conv2D; an appended pass runs when the
-# earlier ones stop matching, and the flow loop then restarts so conv_to_conv_x_d picks up the new Conv.
-PARSE_FLOW = "parse_qonnx"
+# The write-back specializes nnet::cast's 1.3 signature and the fuse pass edits 1.3's ModelGraph dicts
+# (internals.py): another hls4ml version may compile and still compute something else.
+SUPPORTED_HLS4ML = "1.3."
 # Static flow shared by Vivado and Vitis; appended after its infer_precision_types. (update_flow on a *dynamic*
 # flow crashes in 1.3.0, this one is static.)
 OPTIMIZE_FLOW = "vivado:optimize"
 # Vitis runs the Vitis AND the Vivado template flows; a template registered only on Vitis would be overwritten.
 BACKENDS = ("Vivado", "Vitis")
+TEMPLATES = (FusedActivationCastTemplate, ClipConfigTemplate, ClipFunctionTemplate)
+
+
+class UnsupportedHls4mlError(RuntimeError):
+    pass
 
 
 def register() -> None:
-    """Register handler, layer, passes and templates; safe to call any number of times (registries raise on repeats).
-
-    The flows are process-global, but both passes only act on layers that come from a ConvRelu node, so every
-    other hls4ml conversion in the process is unaffected.
-    """
-    register_layer(CLASS_NAME, ConvRelu)  # layer_map just assigns: harmless to repeat
-    if CLASS_NAME not in get_supported_onnx_layers():
-        register_onnx_layer_handler(CLASS_NAME, parse_conv_relu)
+    """Register handler, layer, pass, templates and C++ source; safe to call any number of times (hls4ml's
+    registries raise on repeats). The pass only acts on layers marked in the config, so every other hls4ml
+    conversion in the process is unaffected."""
+    if not hls4ml.__version__.startswith(SUPPORTED_HLS4ML):
+        raise UnsupportedHls4mlError(
+            f"hls_backend is written for hls4ml {SUPPORTED_HLS4ML}x, found {hls4ml.__version__}: "
+            'install the pinned version (pip install -e .)'
+        )
+    register_layer(OnnxFuseClip.__name__, OnnxFuseClip)  # layer_map just assigns: harmless to repeat
+    if "Clip" not in get_supported_onnx_layers():
+        register_onnx_layer_handler("Clip", parse_clip)
     passes = get_available_passes()
-    for name, cls in ((LOWER_PASS, LowerConvRelu), (FUSE_PASS, FuseConvRelu)):
-        if name not in passes:
-            register_pass(name, cls)
-    for flow, name in ((PARSE_FLOW, LOWER_PASS), (OPTIMIZE_FLOW, FUSE_PASS)):
-        if name not in get_flow(flow).optimizers:
-            update_flow(flow, add_optimizers=[name])
-    template_name = FusedReluCastTemplate().get_name()
+    if FUSE_PASS not in passes:
+        register_pass(FUSE_PASS, FuseActivation)
+    if FUSE_PASS not in get_flow(OPTIMIZE_FLOW).optimizers:
+        update_flow(OPTIMIZE_FLOW, add_optimizers=[FUSE_PASS])
     for backend_name in BACKENDS:
         backend = get_backend(backend_name)
-        if f"{backend.name.lower()}:{template_name}" not in passes:
-            backend.register_template(FusedReluCastTemplate)
+        backend.register_source(HEADER)  # a dict entry: harmless to repeat
+        for template in TEMPLATES:
+            if f"{backend.name.lower()}:{template().get_name()}" not in passes:
+                backend.register_template(template)

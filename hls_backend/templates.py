@@ -1,35 +1,37 @@
-"""Config template that gives a fused conv (or Dense) its ReLU: an explicit specialization of nnet::cast.
+"""Config template that gives a fused conv (or Dense) its activation: an explicit specialization of nnet::cast.
 
-A Dense layer writes back through `nnet::cast<data_T, res_T, CONFIG_T>` with its own config; for convs:
-
-Every conv path (io_parallel/io_stream, Latency/Resource/resource_unrolled, pointwise) writes each output through
-`nnet::cast<data_T, res_T, CONFIG_T::mult_config>(acc)` (nnet_mult.h), so specializing cast for this layer's
-mult config applies the ReLU there, with no new nnet header and no extra dataflow stage. It relies on cast's
-internal signature (hls4ml 1.3) and on the stock conv config template naming the mult config config<index>_mult.
+Every conv path (io_parallel/io_stream, Latency/Resource/resource_unrolled, pointwise, depthwise) writes each output
+through `nnet::cast<data_T, res_T, CONFIG_T::mult_config>(acc)` (nnet_mult.h, nnet_depthwise_product.h), and a
+Dense through `nnet::cast<data_T, res_T, CONFIG_T>`; specializing cast for this layer's config applies the
+activation there, with no extra dataflow stage. It relies on cast's signature in hls4ml 1.3 and on the stock conv
+config template naming the mult config config<index>_mult.
 """
 
 from __future__ import annotations
 
 from hls4ml.backends.fpga.fpga_layers import PointwiseConv1D, PointwiseConv2D
 from hls4ml.backends.template import Template
-from hls4ml.model.layers import Conv1D, Conv2D, Dense, Layer
+from hls4ml.model.layers import Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
 
-from hls_backend.passes import FUSED_FLAG, PRE_RELU_TYPE
+from hls_backend.passes import TYPE_PREFIX, WRITE_BACK
+from onnx_fuse.patterns import ACTIVATION_OPS
 
-MARKER = "// onnx_fuse: ReLU in the write-back"
+MARKER = "// onnx_fuse: activation in the write-back"
 
-# Two casts, in the unfused order: to the conv's result type, then ReLU into the ReLU's result type. A single cast
-# to the ReLU type is not bit-exact with rounding/saturating types.
-CAST_SPECIALIZATION = """{marker} of layer {index}
+# Two casts, in the unfused order: to the producer's result type, then the activation into its result type. A
+# single cast to the activation's type is not bit-exact with rounding/saturating types.
+CAST_SPECIALIZATION = """{marker} of layer {index} ({op})
 namespace nnet {{
 template <>
 inline {out_t} cast<{in_t}, {out_t}, {config}>(typename {config}::accum_t x) {{
     #pragma HLS INLINE
     {pre_t} pre = ({pre_t})x;
-    return pre > 0 ? ({out_t})pre : ({out_t})0;
+    {body}
 }}
 }} // namespace nnet
 """
+
+PRODUCERS = (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, DepthwiseConv1D, DepthwiseConv2D, Dense)
 
 
 def element_type(var) -> str:
@@ -37,15 +39,15 @@ def element_type(var) -> str:
     return var.type.precision.definition_cpp()
 
 
-class FusedReluCastTemplate(Template):
+class FusedActivationCastTemplate(Template):
     def __init__(self) -> None:
-        super().__init__("onnx_fuse_relu_cast", (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, Dense), "config_cpp")
+        super().__init__("onnx_fuse_activation_cast", PRODUCERS, "config_cpp")
 
     def match(self, node: Layer) -> bool:
-        return bool(node.get_attr(FUSED_FLAG, False)) and super().match(node)
+        return node.get_attr(WRITE_BACK) is not None and super().match(node)
 
     def transform(self, model, node: Layer) -> bool:
-        # Appends to the stock conv config (this template runs after it). Vitis runs its own template flow and then
+        # Appends to the stock config (this template runs after it). Vitis runs its own template flow and then
         # Vivado's, which rewrites config_cpp from scratch: appending only when absent keeps exactly one copy.
         config = node.get_attr("config_cpp") or ""
         if MARKER not in config:
@@ -53,12 +55,19 @@ class FusedReluCastTemplate(Template):
         return False
 
     def format(self, node: Layer) -> str:
+        write_back = node.get_attr(WRITE_BACK)
+        op = write_back["op"]
+        out_t = element_type(node.get_output_variable())
+        fields = dict(write_back["values"], out_t=out_t)
+        fields.update((name, node.get_attr(TYPE_PREFIX + name).precision.definition_cpp()) for name in write_back["types"])
         return CAST_SPECIALIZATION.format(
             marker=MARKER,
             index=node.index,
+            op=op,
             # a conv's write-back runs in its dense "mult" config; a Dense layer's in its own config
             config=f"config{node.index}" if isinstance(node, Dense) else f"config{node.index}_mult",
             in_t=element_type(node.get_input_variable()),
-            out_t=element_type(node.get_output_variable()),
-            pre_t=node.get_attr(PRE_RELU_TYPE).precision.definition_cpp(),
+            out_t=out_t,
+            pre_t=fields["pre_t"],
+            body=ACTIVATION_OPS[op].write_back.format(**fields),
         )

@@ -1,10 +1,12 @@
 """Build the small real models that onnx-fuse's tests and README use.
 
-Run from anywhere: `python models/make_models.py`. Deterministic (fixed seeds); takes under a minute on 2 cores.
+Run from anywhere: `python models/make_models.py [NAME ...]` (all when no name is given). Deterministic (fixed seeds); takes under a minute on 2 cores.
 - digits_cnn.h5     Sequential Conv2D CNN trained on scikit-learn's bundled 8x8 digits (Conv->ReLU, Conv->BN->ReLU).
 - digits_conv1d.keras  Functional Conv1D model on the same digits, rows as time steps.
 - digits_mlp.h5     Sequential MLP (Dense->ReLU x2) on the same digits, the classic hls4ml shape.
 - tiny2_float.h5    float rebuild of the 2021 project's tiny2 (../shared/models/tiny2), 5 Conv->ReLU pairs.
+- digits_mobilenet.keras  MobileNet-style blocks (depthwise + pointwise convs, BN, ReLU6 = Clip(0, 6)), 5 pairs.
+- digits_leaky.h5   Conv/Dense -> LeakyReLU(0.1) (YOLO-tiny style), 3 pairs.
 - *.npz             test inputs `x` (and reference outputs `y` where known) for each model.
 """
 
@@ -89,6 +91,51 @@ def make_digits_mlp(x: np.ndarray, y: np.ndarray) -> None:
     print(f"digits_mlp.h5: held-out accuracy {acc:.3f}")
 
 
+def make_digits_mobilenet(x: np.ndarray, y: np.ndarray) -> None:
+    def block(h, filters: int, stride: int, name: str):
+        h = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", name=f"{name}_dw")(h)
+        h = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(h)
+        h = keras.layers.ReLU(6.0, name=f"{name}_dw_relu6")(h)
+        h = keras.layers.Conv2D(filters, 1, name=f"{name}_pw")(h)
+        h = keras.layers.BatchNormalization(name=f"{name}_pw_bn")(h)
+        return keras.layers.ReLU(6.0, name=f"{name}_pw_relu6")(h)
+
+    inp = keras.Input((8, 8, 1), name="digit")
+    h = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inp)
+    h = keras.layers.ReLU(6.0, name="stem_relu6")(h)
+    h = block(h, 16, 1, "b1")
+    h = block(h, 16, 2, "b2")
+    out = keras.layers.Dense(10, name="logits")(keras.layers.Flatten(name="flatten")(h))
+    model = keras.Model(inp, out, name="digits_mobilenet")
+    acc = train(model, x[..., None], y, epochs=20)
+    model.save(HERE / "digits_mobilenet.keras")
+    np.savez_compressed(HERE / "digits_mobilenet.npz", x=x[1500:1600, :, :, None])
+    print(f"digits_mobilenet.keras: held-out accuracy {acc:.3f}")
+
+
+def make_digits_leaky(x: np.ndarray, y: np.ndarray) -> None:
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="digit"),
+            keras.layers.Conv2D(8, 3, padding="same", name="conv1"),
+            keras.layers.LeakyReLU(0.1, name="leaky1"),
+            keras.layers.Conv2D(16, 3, name="conv2"),
+            keras.layers.BatchNormalization(name="bn2"),
+            keras.layers.LeakyReLU(0.1, name="leaky2"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(32, name="fc"),
+            keras.layers.LeakyReLU(0.1, name="leaky3"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name="digits_leaky",
+    )
+    acc = train(model, x[..., None], y, epochs=20)
+    model.save(HERE / "digits_leaky.h5")
+    np.savez_compressed(HERE / "digits_leaky.npz", x=x[1500:1600, :, :, None])
+    print(f"digits_leaky.h5: held-out accuracy {acc:.3f}")
+
+
 def on_grid(w: np.ndarray) -> np.ndarray:
     """QKeras quantized_bits(8, 2): step 1/32, range [-4, 3.96875]."""
     return np.clip(np.round(w * 32), -128, 127) / 32
@@ -138,10 +185,17 @@ def make_tiny2() -> None:
     print(f"tiny2_float.h5: top-1 agreement with the QKeras predictions {agree:.2f}")
 
 
+MAKERS = {
+    "digits_cnn": make_digits_cnn,
+    "digits_conv1d": make_digits_conv1d,
+    "digits_mlp": make_digits_mlp,
+    "digits_mobilenet": make_digits_mobilenet,
+    "digits_leaky": make_digits_leaky,
+    "tiny2_float": lambda x, y: make_tiny2(),
+}
+
 if __name__ == "__main__":
-    keras.utils.set_random_seed(0)
     xd, yd = digits()
-    make_digits_cnn(xd, yd)
-    make_digits_conv1d(xd, yd)
-    make_digits_mlp(xd, yd)
-    make_tiny2()
+    for name in sys.argv[1:] or MAKERS:
+        keras.utils.set_random_seed(0)  # per model: each file is the same whichever others are made with it
+        MAKERS[name](xd, yd)

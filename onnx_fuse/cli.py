@@ -23,8 +23,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="onnx-fuse",
         description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
-        "fuse every Conv->Relu pair into one onnx_fuse::ConvRelu node (a model-local function,\n"
-        "so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.",
+        "fuse every Conv/Dense -> Relu/LeakyRelu/Clip pair into one onnx_fuse node such as ConvRelu\n"
+        "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,14 +75,22 @@ def normalise_line(passes) -> str:
     return ", ".join(changed) if changed else f"graph already normal ({len(passes)} passes, no changes)"
 
 
+def fused_line(by_op: dict[str, int]) -> str:
+    """'5 Conv->Relu pairs into onnx_fuse::ConvRelu, 1 Dense->LeakyRelu pair into onnx_fuse::DenseLeakyRelu'"""
+    from onnx_fuse.patterns import BY_OP
+
+    parts = []
+    for op, count in by_op.items():
+        p = BY_OP[op]
+        parts.append(f"{count} {p.producer.prefix}->{p.activation.op} pair{'s' if count != 1 else ''} into onnx_fuse::{op}")
+    return ", ".join(parts) or "0 pairs"
+
+
 def summary(result) -> str:
     f = result.fusion
-    conv = f.pairs - f.dense_pairs
     lines = [
         f"{result.input} -> {result.output}",
-        f"  fused {conv} Conv->Relu pair{'s' if conv != 1 else ''} into onnx_fuse::ConvRelu"
-        + (f", {f.dense_pairs} Dense->Relu into onnx_fuse::DenseRelu" if f.dense_pairs else "")
-        + f" (nodes {f.nodes_before} -> {f.nodes_after})",
+        f"  fused {fused_line(f.by_op)} (nodes {f.nodes_before} -> {f.nodes_after})",
         "  normalise: " + normalise_line(result.passes),
     ]
     if result.load_note:
@@ -102,10 +110,10 @@ def summary(result) -> str:
             f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
-        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their ReLU in the layer's write-back")
+        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their activation in the layer's write-back")
         if h.fused_in_hls < f.pairs:
             lines.append(
-                "  hls4ml: the others keep a ReLU stage (depthwise, distributed-arithmetic, resource_unrolled Dense "
+                "  hls4ml: the others keep an activation stage (distributed-arithmetic, resource_unrolled Dense "
                 "or 1-bit layers)"
             )
         if h.report is not None:
@@ -124,7 +132,7 @@ def as_json(result) -> str:
             "source": result.source_kind,
             "loader": result.loader,
             "pairs_fused": result.fusion.pairs,
-            "dense_pairs_fused": result.fusion.dense_pairs,
+            "pairs_by_op": result.fusion.by_op,
             "fused_nodes": result.fusion.fused_nodes,
             "left_unfused": result.fusion.left_unfused,
             "nodes_before": result.fusion.nodes_before,

@@ -69,7 +69,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         exported = source.onnx_model if source.onnx_model is not None else keras_to_onnx(source.keras_model)
     with stage("normalise", "normalising the graph"):
         normalised, passes = normalise(exported)
-    with stage("fuse", "fusing Conv->Relu and Dense->Relu pairs"):
+    with stage("fuse", "fusing Conv/Dense -> activation pairs"):
         fused, fusion = fuse(normalised)
     feeds = make_feeds(normalised, options.samples, options.seed, options.data)
     parity, hls = [], None

@@ -84,8 +84,9 @@ def test_global_average_pool_is_refused_on_the_hls_path(tmp_path, capsys):
     assert main([str(src), str(out), "-q"]) == 0  # the ONNX-only job is fine: onnxruntime computes it correctly
 
 
-def test_depthwise_pairs_are_counted_but_keep_their_relu_stage(tmp_path, capsys):
-    """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs; hls4ml fuses only the pointwise one, and says so."""
+def test_depthwise_pairs_apply_their_relu_in_the_write_back(tmp_path, capsys):
+    """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs, and hls4ml applies both ReLUs in the write-back
+    (depthwise convs cast through their mult config too)."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -99,8 +100,8 @@ def test_depthwise_pairs_are_counted_but_keep_their_relu_stage(tmp_path, capsys)
     out = capsys.readouterr().out
     assert code == 0
     assert "fused 2 Conv->Relu pairs" in out and "bit-exact on 64 inputs" in out
-    assert "hls4ml: 1 of 2 pairs apply their ReLU in the layer's write-back" in out
-    assert "the others keep a ReLU stage" in out
+    assert "hls4ml: 2 of 2 pairs apply their activation in the layer's write-back" in out
+    assert "keep an activation stage" not in out
 
 
 def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(tmp_path, capsys):
@@ -121,7 +122,7 @@ def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(tmp_pa
     text = capsys.readouterr().out
     assert code == 0
     assert "fused 1 Conv->Relu pair into" in text and "bit-exact on 64 inputs" in text
-    assert "hls4ml: 1 of 1 pairs apply their ReLU" in text
+    assert "hls4ml: 1 of 1 pairs apply their activation" in text
 
 
 def test_max_and_clip_spellings_reach_hls4ml_as_fused_relus(tmp_path, capsys):
@@ -156,7 +157,7 @@ def test_max_and_clip_spellings_reach_hls4ml_as_fused_relus(tmp_path, capsys):
     text = captured.out
     assert code == 0, captured.err
     assert "fused 2 Conv->Relu pairs" in text and "bit-exact on 64 inputs" in text
-    assert "hls4ml: 2 of 2 pairs apply their ReLU" in text
+    assert "hls4ml: 2 of 2 pairs apply their activation" in text
 
 
 def test_a_layer_hls4ml_lacks_is_one_clear_error(tmp_path, capsys):

@@ -121,12 +121,18 @@ def never_fused_cases() -> dict[str, onnx.ModelProto]:
             X,
             {"y": [1, 3, 8, 8]},
         ),
-        "leaky relu": make_model(
-            [conv(["x", "w", "b"], "c"), helper.make_node("LeakyRelu", ["c"], ["y"], alpha=0.1)], [w, b], X, {"y": [1, 3, 8, 8]}
+        "sigmoid": make_model(
+            [conv(["x", "w", "b"], "c"), helper.make_node("Sigmoid", ["c"], ["y"])], [w, b], X, {"y": [1, 3, 8, 8]}
         ),
-        "clip relu6": make_model(
+        "clip with a runtime bound": make_model(
+            [conv(["x", "w", "b"], "c"), helper.make_node("Clip", ["c", "lo", "x"], ["y"])],
+            [w, b, helper.make_tensor("lo", 1, [], [0.0])],
+            X,
+            {"y": [1, 3, 8, 8]},
+        ),
+        "clip with empty bounds": make_model(
             [conv(["x", "w", "b"], "c"), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])],
-            [w, b, helper.make_tensor("lo", 1, [], [0.0]), helper.make_tensor("hi", 1, [], [6.0])],
+            [w, b, helper.make_tensor("lo", 1, [], [6.0]), helper.make_tensor("hi", 1, [], [0.0])],
             X,
             {"y": [1, 3, 8, 8]},
         ),
@@ -139,8 +145,9 @@ def never_fused_cases() -> dict[str, onnx.ModelProto]:
 EXPLAINED = {
     "fan-out": "the Conv output has 2 consumers",
     "graph output": "the Conv output is also a graph output",
-    "leaky relu": "LeakyRelu: only ReLU is applied bit-exactly",
-    "clip relu6": "Clip: only ReLU is applied bit-exactly",
+    "sigmoid": "Sigmoid: only Relu, LeakyRelu, Clip are applied bit-exactly",
+    "clip with a runtime bound": "Clip: Clip bounds are not constant scalars",
+    "clip with empty bounds": "Clip: Clip bounds (6, 0) are empty",
 }
 
 
@@ -200,7 +207,7 @@ def gemm_model(trans_b: int = 0, bias: bool = True, relu_users: int = 1, const_w
 def test_dense_relu_fuses_with_exact_parity(trans_b, bias):
     model = gemm_model(trans_b, bias)
     fused, report = fuse(model)
-    assert report.pairs == report.dense_pairs == 1
+    assert report.pairs == report.by_op["DenseRelu"] == 1
     assert op_types(fused) == ["DenseRelu"] and fused.graph.node[0].name == "dense"
     assert [f.name for f in fused.functions] == ["DenseRelu"]
     onnx.checker.check_model(fused, full_check=True)
@@ -221,3 +228,37 @@ def test_dense_relu_never_fuses(model, reason):
     fused, report = fuse(model)
     assert report.pairs == 0 and "DenseRelu" not in op_types(fused)
     assert len(report.left_unfused) == 1 and reason in report.left_unfused[0]
+
+
+ACTIVATION_NODES = {
+    "Relu": lambda src, out: ([helper.make_node("Relu", [src], [out])], []),
+    "LeakyRelu": lambda src, out: ([helper.make_node("LeakyRelu", [src], [out], alpha=0.125)], []),
+    "Clip": lambda src, out: (
+        [helper.make_node("Clip", [src, f"{out}_lo", f"{out}_hi"], [out])],
+        [helper.make_tensor(f"{out}_lo", 1, [], [0.0]), helper.make_tensor(f"{out}_hi", 1, [], [0.75])],
+    ),
+}
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATION_NODES))
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_table_activation_fuses_after_conv_and_dense(activation, bias):
+    """Conv -> act -> Flatten -> Gemm -> act: both pairs fuse into the table's ops, with exact ORT parity."""
+    act1, consts1 = ACTIVATION_NODES[activation]("c", "a")
+    act2, consts2 = ACTIVATION_NODES[activation]("g", "y")
+    rng = np.random.default_rng(3)
+    dense_w = onnx.numpy_helper.from_array(rng.standard_normal((3 * 8 * 8, 4)).astype(np.float32), "dw")
+    model = make_model(
+        [conv(["x", "w"] + (["b"] if bias else []), "c"), *act1, helper.make_node("Flatten", ["a"], ["f"]),
+         helper.make_node("Gemm", ["f", "dw"], ["g"], name="dense"), *act2],
+        [conv_init("w", 3, 3), vec_init("b", 3), dense_w, *consts1, *consts2],
+        X,
+        {"y": [1, 4]},
+    )
+    fused, report = fuse(model)
+    assert report.pairs == 2 and report.by_op == {f"Conv{activation}": 1, f"Dense{activation}": 1}
+    assert op_types(fused) == [f"Conv{activation}", "Flatten", f"Dense{activation}"]
+    assert sorted(f.name for f in fused.functions) == [f"Conv{activation}", f"Dense{activation}"]
+    onnx.checker.check_model(fused, full_check=True)
+    assert_same_outputs(model, fused)
+    assert fuse(fused)[1].pairs == 0

@@ -1,4 +1,5 @@
-"""Property-based: random Conv/Relu/Add/Sigmoid graphs with fan-out and extra graph outputs.
+"""Property-based: random Conv/activation/Add graphs with fan-out, extra graph outputs and an optional Dense tail;
+activations are drawn from every entry of the pattern table (Relu, LeakyRelu, Clip) and from one it lacks (Sigmoid).
 
 For every generated graph: the fused graph is bit-identical in onnxruntime, exactly the legal pairs are fused
 (counted independently from the original graph), and fusing again changes nothing.
@@ -16,26 +17,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
-from conftest import make_model
+from conftest import make_model, op_types
 from onnx_fuse.fuse import fuse
+from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS
 from onnx_fuse.verify import run_onnx
 
 C, H = 3, 5
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 
+activation = st.sampled_from([*ACTIVATION_OPS, "Sigmoid"])
 conv_args = (st.sampled_from([1, 3]), st.booleans())
 step = st.one_of(
     st.tuples(st.just("conv"), *conv_args),
-    st.tuples(st.just("conv"), *conv_args, st.just("relu")),  # a ready pair, so most graphs have several
-    st.tuples(st.just("relu")),
-    st.tuples(st.just("sigmoid")),
+    st.tuples(st.just("conv"), *conv_args, activation),  # a ready pair, so most graphs have several
+    st.tuples(st.just("act"), activation),
     st.tuples(st.just("add"), st.integers(min_value=0, max_value=1000)),  # skip connection to an earlier tensor
     st.tuples(st.just("branch")),  # fan-out: the current tensor also feeds a side Sigmoid that becomes an output
     st.tuples(st.just("output")),  # the current tensor also becomes a graph output
 )
 
 
-def build(steps: list[tuple], seed: int) -> onnx.ModelProto:
+def activation_node(op: str, src: str, out: str, inits: list) -> onnx.NodeProto:
+    if op == "LeakyRelu":
+        return helper.make_node(op, [src], [out], alpha=0.2)
+    if op == "Clip":
+        inits += [numpy_helper.from_array(np.float32(-0.5), f"{out}_lo"), numpy_helper.from_array(np.float32(1.5), f"{out}_hi")]
+        return helper.make_node(op, [src, f"{out}_lo", f"{out}_hi"], [out])
+    return helper.make_node(op, [src], [out])
+
+
+def build(steps: list[tuple], tail: str | None, seed: int) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     nodes, inits, outputs = [], [], {}
     tensors, current = ["x"], "x"
@@ -52,11 +63,11 @@ def build(steps: list[tuple], seed: int) -> onnx.ModelProto:
             p = k // 2
             nodes.append(helper.make_node("Conv", inputs, [out], kernel_shape=[k, k], pads=[p] * 4))
             if then:
-                nodes.append(helper.make_node("Relu", [out], [f"{out}r"]))
+                nodes.append(activation_node(then[0], out, f"{out}r", inits))
                 tensors.append(out)
                 out = f"{out}r"
-        elif kind in ("relu", "sigmoid"):
-            nodes.append(helper.make_node(kind.capitalize(), [current], [out]))
+        elif kind == "act":
+            nodes.append(activation_node(args[0], current, out, inits))
         elif kind == "add":
             nodes.append(helper.make_node("Add", [current, tensors[args[0] % len(tensors)]], [out]))
         elif kind == "branch":
@@ -69,6 +80,16 @@ def build(steps: list[tuple], seed: int) -> onnx.ModelProto:
             continue
         tensors.append(out)
         current = out
+    if tail is not None:  # Flatten -> Dense (Gemm with constant weights) -> activation
+        w = numpy_helper.from_array(rng.standard_normal((C * H * H, 4)).astype(np.float32), "dense_w")
+        inits.append(w)
+        nodes += [
+            helper.make_node("Flatten", [current], ["flat"]),
+            helper.make_node("Gemm", ["flat", w.name], ["dense"]),
+            activation_node(tail, "dense", "y", inits),
+        ]
+        outputs["y"] = [1, 4]
+        return make_model(nodes, inits, {"x": [1, C, H, H]}, outputs)
     outputs[current] = [1, C, H, H]
     if current == "x":
         nodes.append(helper.make_node("Identity", ["x"], ["y"]))
@@ -76,29 +97,33 @@ def build(steps: list[tuple], seed: int) -> onnx.ModelProto:
     return make_model(nodes, inits, {"x": [1, C, H, H]}, outputs)
 
 
-def legal_pairs(model: onnx.ModelProto) -> int:
+def legal_pairs(model: onnx.ModelProto) -> Counter:
+    """Fused op -> count, from the generated graph alone: a table activation whose only input is a Conv or Gemm
+    (constant bounds and weights by construction) that has no other consumer and is no graph output."""
     consumers = Counter(name for node in model.graph.node for name in node.input)
     producers = {node.output[0]: node for node in model.graph.node}
     graph_outputs = {o.name for o in model.graph.output}
-    return sum(
-        1
+    return Counter(
+        PRODUCER_OPS[producer.op_type].prefix + node.op_type
         for node in model.graph.node
-        if node.op_type == "Relu"
-        and (conv := producers.get(node.input[0])) is not None
-        and conv.op_type == "Conv"
-        and consumers[conv.output[0]] == 1
-        and conv.output[0] not in graph_outputs
+        if node.op_type in ACTIVATION_OPS
+        and (producer := producers.get(node.input[0])) is not None
+        and producer.op_type in PRODUCER_OPS
+        and consumers[producer.output[0]] == 1
+        and producer.output[0] not in graph_outputs
     )
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=12), seed=st.integers(0, 2**16))
-def test_fusion_properties(steps, seed):
-    model = build(steps, seed)
+@given(steps=st.lists(step, min_size=1, max_size=12), tail=st.one_of(st.none(), activation), seed=st.integers(0, 2**16))
+def test_fusion_properties(steps, tail, seed):
+    model = build(steps, tail, seed)
     onnx.checker.check_model(model, full_check=True)
     fused, report = fuse(model)
-    assert report.pairs == legal_pairs(model)
-    assert [n.op_type for n in fused.graph.node].count("Conv") == [n.op_type for n in model.graph.node].count("Conv") - report.pairs
+    expected = legal_pairs(model)
+    assert report.pairs == sum(expected.values()) and report.by_op == dict(expected)
+    before, after = Counter(op_types(model)), Counter(op_types(fused))
+    assert after["Conv"] + after["Gemm"] == before["Conv"] + before["Gemm"] - report.pairs
     feeds = {"x": np.random.default_rng(seed).standard_normal((2, C, H, H)).astype(np.float32)}
     names_a = [o.name for o in model.graph.output]
     names_b = [o.name for o in fused.graph.output]

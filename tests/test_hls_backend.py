@@ -112,18 +112,20 @@ def csim_pair(fused, reference, x, tmp_path: Path, **kwargs):
 
 
 def assert_fused_design(
-    fused_dir: Path, unfused_dir: Path, pairs: int, io_type: str, unfused_relus: int | None = None
+    fused_dir: Path, unfused_dir: Path, pairs: int, io_type: str, unfused_relus: int | None = None,
+    stage: str = "relu",
 ) -> None:
-    """No ReLU stage left for a fused pair; one process (and in io_stream one FIFO) fewer per pair."""
+    """No activation stage (nnet::`stage`) left for a fused pair; one process (and in io_stream one FIFO) fewer
+    per pair."""
     relus = unfused_relus if unfused_relus is not None else pairs
     fused_calls, unfused_calls = project.layer_calls(fused_dir), project.layer_calls(unfused_dir)
-    assert len([c for c in fused_calls if c[0] == "relu"]) == relus - pairs, fused_calls
-    assert len([c for c in unfused_calls if c[0] == "relu"]) == relus
+    assert len([c for c in fused_calls if c[0] == stage]) == relus - pairs, fused_calls
+    assert len([c for c in unfused_calls if c[0] == stage]) == relus
     assert len(unfused_calls) - len(fused_calls) == pairs  # one dataflow process fewer per pair
     if io_type == "io_stream":
         assert project.stream_count(unfused_dir) - project.stream_count(fused_dir) == pairs  # one FIFO fewer
     params = (fused_dir / "firmware" / "parameters.h").read_text()
-    assert params.count("// onnx_fuse: ReLU in the write-back") == pairs
+    assert params.count("// onnx_fuse: activation in the write-back") == pairs
 
 
 def test_register_is_idempotent() -> None:
@@ -131,18 +133,21 @@ def test_register_is_idempotent() -> None:
     hls_backend.register()
     from hls4ml.model.flow import get_flow
 
-    assert get_flow("parse_qonnx").optimizers.count("onnx_fuse_lower_conv_relu") == 1
-    assert get_flow("vivado:optimize").optimizers.count("onnx_fuse_fuse_conv_relu") == 1
+    assert get_flow("vivado:optimize").optimizers.count("onnx_fuse_fuse_activation") == 1
 
 
-def test_channels_first_conv_relu_is_refused(tiny2) -> None:
-    """A ConvRelu straight from the file is channels-first (qonnx never saw it): the handler refuses it clearly."""
-    from hls_backend.handler import parse_conv_relu
+def test_pair_marks_survive_qonnx(tiny2) -> None:
+    """Each fused pair's activation is found again after qonnx renamed every node: by its metadata tag, and only
+    in the fused file (the unfused graph converts to the same layers with no mark)."""
+    from hls_backend.preprocess import preprocess
 
-    _, fused, _ = tiny2
-    node = next(n for n in fused.graph.node if n.op_type == "ConvRelu")
-    with pytest.raises(RuntimeError, match="not channels-last"):
-        parse_conv_relu(node, list(node.input), [], fused.graph)
+    normalised, fused, pairs = tiny2
+    graph, marks = preprocess(fused)
+    plain, no_marks = preprocess(normalised)
+    assert marks == {f"Relu_{i}": "ConvRelu" for i in range(pairs)} and no_marks == {}
+    assert [n.op_type for n in graph.graph.node] == [n.op_type for n in plain.graph.node]
+    producers = {n.output[0]: n.op_type for n in graph.graph.node}
+    assert all(producers[n.input[0]] == "Conv" for n in graph.graph.node if n.name in marks)
 
 
 def test_tiny2_vivado_stream_resource_bit_exact(tiny2, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_keras2_file_loads_through_tf_keras_fuses_and_keeps_parity(kind, keras2_
     report = run_json([keras2_files[kind], tmp_path / "o.onnx", "--samples", "8"], capsys)
     assert report["loader"].startswith("tf-keras 2.")
     # Conv(+BN), pointwise of the separable, depthwise -> 3 ConvRelu; Dense -> BN -> ReLU -> 1 DenseRelu
-    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (4, 1, [])
+    assert (report["pairs_by_op"], report["left_unfused"]) == ({"ConvRelu": 3, "DenseRelu": 1}, [])
     assert report["passes"]["dense_batchnorm"]
     parity_ok(report)
 
@@ -111,7 +111,7 @@ def test_summary_names_the_loader_and_keras3s_real_cause(keras2_files, tmp_path,
 
 def test_architecture_json_finds_its_weights_next_to_it(keras2_files, tmp_path, capsys):
     report = run_json([keras2_files["json"], tmp_path / "o.onnx", "--samples", "8"], capsys)
-    assert (report["pairs_fused"], report["dense_pairs_fused"]) == (4, 1)
+    assert report["pairs_by_op"] == {"ConvRelu": 3, "DenseRelu": 1}
     parity_ok(report)
 
 
@@ -126,7 +126,7 @@ def test_keras21_style_sequential_json_loads(keras2_files, tmp_path, capsys):
     weights = keras2_files["json"].with_name("old_weights.h5")
     report = run_json([tmp_path / "KERAS_old.json", tmp_path / "o.onnx", "--weights", weights, "--samples", "8"], capsys)
     assert report["loader"].startswith("tf-keras 2.")
-    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (4, 1, [])
+    assert (report["pairs_by_op"], report["left_unfused"]) == ({"ConvRelu": 3, "DenseRelu": 1}, [])
     parity_ok(report)
 
 
@@ -145,7 +145,7 @@ def test_architecture_json_with_weights_option(tmp_path, capsys):
     model.save_weights(tmp_path / "params.weights.h5")
     report = run_json([tmp_path / "mlp.json", tmp_path / "o.onnx", "--weights", tmp_path / "params.weights.h5"], capsys)
     assert report["loader"] == "keras 3"
-    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (3, 3, [])
+    assert (report["pairs_by_op"], report["left_unfused"]) == ({"DenseRelu": 3}, [])
     parity_ok(report)
 
 
@@ -261,7 +261,7 @@ def test_ir3_onnx_upgrades_normalises_fuses_and_keeps_parity(opset, tmp_path, ca
     report = run_json([save(model, tmp_path / "old.onnx"), out], capsys)
     assert report["passes"]["upgrade_opset"] == [f"opset {opset} -> 13, IR 3 -> 7"]
     assert report["passes"]["initializer_inputs"] == ["7 initializers dropped from the graph inputs"]
-    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (2, 1, [])
+    assert (report["pairs_by_op"], report["left_unfused"]) == ({"ConvRelu": 1, "DenseRelu": 1}, [])
     parity_ok(report)
     fused = onnx.load(out)
     assert [i.name for i in fused.graph.input] == ["x"] and fused.ir_version >= 7
@@ -278,7 +278,7 @@ def test_fixed_batch_pytorch_export_is_set_to_one(batch, tmp_path, capsys):
         f"fixed batch {batch} made symbolic (1 Reshape targets freed), samples shown independent"
     ]
     assert report["passes"]["fix_batch"] == ["input 'x': batch 'N' -> 1"]
-    assert (report["pairs_fused"], report["dense_pairs_fused"]) == (2, 1)
+    assert report["pairs_by_op"] == {"ConvRelu": 1, "DenseRelu": 1}
     parity_ok(report)
     fused = onnx.load(out)
     assert [d.dim_value for d in fused.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 8, 8]
@@ -390,7 +390,7 @@ def test_batchnorm_after_dense_is_folded_and_the_pair_fuses(between, tmp_path, c
     normalised, _ = normalise(model)
     assert [n.op_type for n in normalised.graph.node] == ["Gemm", "Relu", "Gemm"]
     report = run_json([save(model, tmp_path / "m.onnx"), tmp_path / "o.onnx", "--samples", "32"], capsys)
-    assert (report["pairs_fused"], report["dense_pairs_fused"], report["left_unfused"]) == (1, 1, [])
+    assert (report["pairs_by_op"], report["left_unfused"]) == ({"DenseRelu": 1}, [])
     parity_ok(report)
     assert report["parity"][0]["max_abs_err"] < 1e-5
 

@@ -303,7 +303,7 @@ def test_matmul_with_constant_weights_becomes_gemm_with_zero_bias():
     assert len(out.graph.node[0].input) == 3  # qonnx's GemmToMatMul needs the bias input
     f = {"x": np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)}
     np.testing.assert_allclose(run_onnx(out, f)[0], run_onnx(model, f)[0], rtol=1e-6, atol=1e-6)
-    assert fuse(out)[1].dense_pairs == 1
+    assert fuse(out)[1].by_op["DenseRelu"] == 1
 
 
 def test_matmul_of_two_activations_stays():

@@ -1,19 +1,18 @@
-"""Fuse every legal Conv->Relu and Gemm->Relu pair into one `onnx_fuse::ConvRelu` / `onnx_fuse::DenseRelu` node,
-each op backed by one model-local function so onnxruntime runs the file unchanged."""
+"""Fuse every legal pair of the pattern table (onnx_fuse/patterns.py) into one `onnx_fuse::<op>` node, each op
+backed by one model-local function so onnxruntime runs the file unchanged."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import onnx
 from onnxscript import ir
 
-from onnxscript.rewriter import pattern
-
-from onnx_fuse.fuse.conv_relu import FUSED_DOMAIN, FUSED_OP, conv_relu_function, conv_relu_rule
-from onnx_fuse.fuse.dense_relu import DENSE_OP, dense_relu_function, dense_relu_rule
+from onnx_fuse.fuse.rules import rules
 from onnx_fuse.fuse.unfused import unfused_pairs
+from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +23,8 @@ class FuseReport:
     nodes_before: int = 0
     nodes_after: int = 0
     fused_nodes: list[str] = field(default_factory=list)
-    dense_pairs: int = 0  # of `pairs`, the Gemm -> Relu ones
-    left_unfused: list[str] = field(default_factory=list)  # Conv -> activation pairs not fused, with the reason
+    by_op: dict[str, int] = field(default_factory=dict)  # fused op (ConvRelu, DenseLeakyRelu, ...) -> pairs
+    left_unfused: list[str] = field(default_factory=list)  # producer -> activation pairs not fused, with the reason
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:
@@ -42,23 +41,26 @@ def drop_redundant_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def fused_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == FUSED_DOMAIN and n.op_type in BY_OP]
+
+
 def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     report = FuseReport(nodes_before=len(model.graph.node))
+    already = Counter(n.op_type for n in fused_nodes(model))
     ir_model = ir.serde.deserialize_model(model)
-    report.pairs = pattern.RewriteRuleSet([conv_relu_rule(), dense_relu_rule()]).apply_to_model(ir_model)
+    report.pairs = rules().apply_to_model(ir_model)
     fused = drop_redundant_value_info(ir.serde.serialize_model(ir_model))
-    used = {n.op_type for n in fused.graph.node if n.domain == FUSED_DOMAIN}
+    nodes = fused_nodes(fused)
     present = {f.name for f in fused.functions if f.domain == FUSED_DOMAIN}
-    for op, function in ((FUSED_OP, conv_relu_function), (DENSE_OP, dense_relu_function)):
-        if op in used and op not in present:
-            fused.functions.append(function(onnx_opset(fused)))
+    for op in sorted({n.op_type for n in nodes} - present):
+        fused.functions.append(BY_OP[op].function(onnx_opset(fused)))
     report.nodes_after = len(fused.graph.node)
-    fused_nodes = [n for n in fused.graph.node if n.domain == FUSED_DOMAIN and n.op_type in (FUSED_OP, DENSE_OP)]
-    report.fused_nodes = [n.name for n in fused_nodes]
-    report.dense_pairs = sum(n.op_type == DENSE_OP for n in fused_nodes)
+    report.fused_nodes = [n.name for n in nodes]
+    report.by_op = dict(Counter(n.op_type for n in nodes) - already)  # this run's pairs, not a fused input's
     report.left_unfused = unfused_pairs(fused)
-    log.debug("fused %d pairs (%d Dense->Relu): %s", report.pairs, report.dense_pairs, ", ".join(report.fused_nodes))
+    log.debug("fused %d pairs %s: %s", report.pairs, report.by_op, ", ".join(report.fused_nodes))
     return fused, report
 
 
-__all__ = ["DENSE_OP", "FUSED_DOMAIN", "FUSED_OP", "FuseReport", "fuse"]
+__all__ = ["FUSED_DOMAIN", "FuseReport", "fuse", "fused_nodes"]

@@ -1,18 +1,21 @@
-"""Why a Conv or Dense (Gemm) followed by an activation was left alone: the user sees every missed pair and why."""
+"""Why a producer (Conv, Dense) followed by an activation was left alone: the user sees every missed pair and why."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import onnx
+from onnx import numpy_helper
+
+from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS
+
+# Activations often found after a conv that the table has no write-back for: reported, never fused.
+OTHER_ACTIVATIONS = {"Sigmoid", "Tanh", "HardSigmoid", "Elu", "Selu", "PRelu", "HardSwish", "Softplus"}
 
 # Ops an exporter puts between a layer and its activation when it writes a BatchNormalization (BN itself, or Keras'
 # Mul + Add, inside Transpose/Unsqueeze/Squeeze sandwiches); normalise folds them where it can.
 BATCHNORM_PARTS = {"BatchNormalization", "Mul", "Add", "Transpose", "Unsqueeze", "Squeeze"}
 LONGEST_BATCHNORM = 4  # Unsqueeze -> BN -> Squeeze, Transpose -> BN -> Transpose, Mul -> Add
-
-# Activations a Conv is often followed by that the hls4ml side does not (yet) apply in the write-back bit-exactly.
-OTHER_ACTIVATIONS = {"LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "Elu", "Selu", "PRelu", "HardSwish"}
 
 
 def batchnorm_chain(
@@ -27,7 +30,7 @@ def batchnorm_chain(
         if len(users) != 1:
             return None
         node = users[0]
-        if node.op_type == "Relu" or node.op_type in OTHER_ACTIVATIONS:
+        if node.op_type in ACTIVATION_OPS or node.op_type in OTHER_ACTIVATIONS:
             return chain if any(n.op_type in ("BatchNormalization", "Mul") for n in chain) else None
         if node.op_type not in BATCHNORM_PARTS or (node.op_type in ("Mul", "Add") and not set(node.input) & constants):
             return None
@@ -37,33 +40,42 @@ def batchnorm_chain(
 
 def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     """One line per Conv/Gemm that feeds an activation but stays plain in `model` (run on the fused graph)."""
+    graph = model.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
+    for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in model.graph.output}
-    constants = {i.name for i in model.graph.initializer} | {
-        n.output[0] for n in model.graph.node if n.op_type == "Constant"
-    }
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants.update(
+        (n.output[0], numpy_helper.to_array(n.attribute[0].t))
+        for n in graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
+    )
+    outputs = {o.name for o in graph.output}
     reasons = []
-    for conv in (n for n in model.graph.node if n.op_type in ("Conv", "Gemm")):
-        chain = batchnorm_chain(conv, consumers, constants)
+    for producer in (n for n in graph.node if n.op_type in PRODUCER_OPS):
+        name = f"{producer.op_type} '{producer.name or producer.output[0]}'"
+        chain = batchnorm_chain(producer, consumers, set(constants))
         if chain:
-            path = " -> ".join([f"{conv.op_type} '{conv.name or conv.output[0]}'", *(n.op_type for n in chain)])
             act = consumers[chain[-1].output[0]][0].op_type
-            reasons.append(f"{path} -> {act}: the BatchNormalization could not be folded into the {conv.op_type}")
+            path = " -> ".join([name, *(n.op_type for n in chain), act])
+            reasons.append(f"{path}: the BatchNormalization could not be folded into the {producer.op_type}")
             continue
-        users = consumers.get(conv.output[0], [])
-        acts = [u for u in users if u.op_type == "Relu" or u.op_type in OTHER_ACTIVATIONS]
+        users = consumers.get(producer.output[0], [])
+        acts = [u for u in users if u.op_type in ACTIVATION_OPS or u.op_type in OTHER_ACTIVATIONS]
         if not acts:
             continue
-        pair = f"{conv.op_type} '{conv.name or conv.output[0]}' -> {', '.join(sorted(Counter(u.op_type for u in acts)))}"
-        if conv.output[0] in outputs:
-            reasons.append(f"{pair}: the {conv.op_type} output is also a graph output")
+        pair = f"{name} -> {', '.join(sorted(Counter(u.op_type for u in acts)))}"
+        if producer.output[0] in outputs:
+            reasons.append(f"{pair}: the {producer.op_type} output is also a graph output")
         elif len(users) > 1:
-            reasons.append(f"{pair}: the {conv.op_type} output has {len(users)} consumers")
-        elif all(u.op_type == "Relu" for u in acts):
+            reasons.append(f"{pair}: the {producer.op_type} output has {len(users)} consumers")
+        elif PRODUCER_OPS[producer.op_type].needs_constant_weight and producer.input[1] not in constants:
             reasons.append(f"{pair}: weights are not constant (not a Dense layer)")
+        elif acts[0].op_type in ACTIVATION_OPS:
+            extra = [constants.get(i) for i in acts[0].input[1:]]
+            reasons.append(f"{pair}: {ACTIVATION_OPS[acts[0].op_type].refusal(extra)}")
         else:
-            reasons.append(f"{pair}: only ReLU is applied bit-exactly in the hls4ml write-back")
+            table = ", ".join(ACTIVATION_OPS)
+            reasons.append(f"{pair}: only {table} are applied bit-exactly in the hls4ml write-back")
     return reasons

@@ -1,0 +1,73 @@
+"""LeakyReLU and ReLU6 (Clip) in the write-back: the Keras models in models/ through hls4ml C-sim, fused vs unfused
+bit-exact, every pair's stage gone, and the design checked against onnxruntime so an activation lost (or computed
+wrong) in both designs alike cannot pass. One io type per family by default; the other under `slow`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import hls_backend
+from onnx_fuse.verify import run_onnx
+from test_hls_backend import MODELS, N_INPUTS, assert_fused_design, csim_pair, make_onnx
+
+
+def digits_like(model: str, seed: int, scale: float) -> np.ndarray:
+    """The model's stored digits plus random ones, scaled so that activations reach their interesting range."""
+    stored = np.load(MODELS / f"{model}.npz")["x"]
+    rng = np.random.default_rng(seed)
+    extra = rng.integers(0, 17, (N_INPUTS - len(stored), *stored.shape[1:])) / 16.0
+    return (np.concatenate([stored, extra]) * scale).astype(np.float32)
+
+
+def with_activations_replaced(model: onnx.ModelProto, op: str) -> onnx.ModelProto:
+    """The same graph with every `op` node replaced by a plain Relu (Clip -> Relu: no upper bound; LeakyRelu ->
+    Relu: no negative slope), to show that the activation under test changes the outputs."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.op_type == op:
+            node.op_type = "Relu"
+            del node.input[1:]
+            del node.attribute[:]
+    return copy
+
+
+CASES = {
+    # model file, activation op, nnet stage of the unfused design, pairs, inputs scale, default io type
+    "leaky": ("digits_leaky.h5", "LeakyRelu", "leaky_relu", 3, 1.0, "io_parallel"),
+    "relu6": ("digits_mobilenet.keras", "Clip", "onnx_fuse_clip", 5, 4.0, "io_stream"),
+}
+
+
+def check_case(name: str, io_type: str, tmp_path: Path) -> None:
+    path, op, stage, pairs, scale, _ = CASES[name]
+    normalised, fused, fused_pairs = make_onnx(MODELS / path)
+    assert fused_pairs == pairs
+    x = digits_like(path.split(".")[0], 11, scale)
+    # Wide enough to follow onnxruntime closely, rounding + saturating so the two casts of the write-back matter.
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<24,10,AP_RND,AP_SAT>")
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert len(np.unique(got.y)) > 50
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type, stage=stage)
+    expected = run_onnx(normalised, {normalised.graph.input[0].name: x})[0]
+    err = np.abs(got.y.reshape(expected.shape) - expected).max()
+    assert err < 2e-2, err
+    # ... and that tolerance would catch a lost or wrong activation: without it the outputs move by much more.
+    plain = run_onnx(with_activations_replaced(normalised, op), {normalised.graph.input[0].name: x})[0]
+    assert (np.abs(plain - expected).max(axis=1) > 10 * err).mean() > 0.5
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_activation_in_write_back_default_io(name: str, tmp_path: Path) -> None:
+    check_case(name, CASES[name][5], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_activation_in_write_back_other_io(name: str, tmp_path: Path) -> None:
+    check_case(name, "io_stream" if CASES[name][5] == "io_parallel" else "io_parallel", tmp_path)
