@@ -138,8 +138,10 @@ def native_stderr_silenced() -> Iterator[None]:
 
 
 def keras_cause(exc: Exception) -> str:
-    """Keras wraps the cause after a dump of the whole layer config: keep the cause, in one line."""
-    return first_line(str(exc).rsplit("Exception encountered:", 1)[-1])
+    """Keras puts the cause after a dump of the whole layer config ("Exception encountered: ...") or before one
+    ("Full object config: ..."): keep the cause, in one line."""
+    cause = str(exc).rsplit("Exception encountered:", 1)[-1]
+    return first_line(re.split(r"\s(?:Full (?:object )?config:|config=)", cause, maxsplit=1)[0])
 
 
 def describe_keras_failure(path: Path, exc: Exception) -> str:
