@@ -286,6 +286,20 @@ def test_fixed_batch_pytorch_export_is_set_to_one(batch, tmp_path, capsys):
         fused_matches_original(model, out, batch=4)
 
 
+def test_fixed_batch_reshape_target_from_a_constant_node(tmp_path, capsys):
+    """Exporters also write the target as a Constant node: it is freed the same way."""
+    model = old_cnn(11, ir=6, batch=4)
+    model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "shape"))
+    model.graph.input.remove(next(i for i in model.graph.input if i.name == "shape"))
+    target = helper.make_node("Constant", [], ["shape"], value=init("t", np.array([4, -1], dtype=np.int64)))
+    model.graph.node.insert(0, target)
+    out = tmp_path / "o.onnx"
+    report = run_json([save(model, tmp_path / "c.onnx"), out], capsys)
+    assert report["passes"]["fixed_batch"][0].startswith("fixed batch 4 made symbolic (1 Reshape targets freed)")
+    parity_ok(report)
+    fused_matches_original(model, out, batch=4)
+
+
 def softmax_over_batch(tmp: Path) -> Path:
     model = old_cnn(11, ir=6, batch=4)
     softmax = helper.make_node("Softmax", ["y0"], ["y"], axis=0)
