@@ -333,7 +333,7 @@ def batch_in_a_transposed_reshape(tmp: Path) -> Path:
 @pytest.mark.parametrize(
     "make, expected",
     [
-        (merges_the_batch, "'y' has 1 rows, not the batch 4: cannot set it to 1"),
+        (merges_the_batch, "'y' leads with 1, not the batch 4: the graph does not keep samples apart"),
         (batch_in_a_transposed_reshape, "Reshape 'r' has the batch 4 baked into its target [4, 6] on a tensor that"),
         (softmax_over_batch, "output 'y' mixes samples across the batch (fixed at 4): cannot set the batch to 1"),
     ],

@@ -84,7 +84,10 @@ def symbolic_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
         if value.name in initializers or not dims:
             continue
         if dims[0].HasField("dim_value") and dims[0].dim_value != batch:
-            raise InputError(f"'{value.name}' has {dims[0].dim_value} rows, not the batch {batch}: cannot set it to 1")
+            raise InputError(
+                f"'{value.name}' leads with {dims[0].dim_value}, not the batch {batch}: the graph does not keep samples "
+                "apart, so its batch cannot be set to 1"
+            )
         dims[0].dim_param = BATCH
     del model.graph.value_info[:]  # derived shapes carry the old batch
     return model
