@@ -31,7 +31,10 @@ def parameters_on_x(x: ir.Value, bn: ir.Node, channel_axis: int | None) -> list[
     axis of x the BN normalised along, None for a unit axis the sandwich inserted."""
     dims = static_dims(x)
     params = [get_numpy_value(v) for v in bn.inputs[1:]]
+    training = bn.attributes.get("training_mode")  # training mode normalises with the batch's own statistics
     if dims is None or len(dims) < 2 or len(params) != 4 or any(p is None for p in params) or len(bn.outputs) != 1:
+        return None
+    if training is not None and training.as_int():
         return None
     if channel_axis == 1:
         return params
