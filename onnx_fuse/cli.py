@@ -28,8 +28,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", type=Path, help="input model: .h5, .keras or .onnx")
+    p.add_argument("model", type=Path, help="input model: .h5, .keras, .json (architecture) or .onnx")
     p.add_argument("output", type=Path, help="fused ONNX file to write (never the input)")
+    p.add_argument("--weights", type=Path, metavar="W.h5", help="weights of a .json model (default: MODEL_weights.h5)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity checks")
     p.add_argument("--data", type=Path, help="real test inputs (.npy, or .npz keyed by input name or 'x')")
     p.add_argument("--samples", type=int, default=16, help="random inputs for parity (default: 16)")
@@ -92,6 +93,8 @@ def summary(result) -> str:
         f"  fused {fused_line(f.by_op)} (nodes {f.nodes_before} -> {f.nodes_after})",
         "  normalise: " + normalise_line(result.passes),
     ]
+    if result.load_note:
+        lines.insert(1, f"  loaded with {result.loader} ({result.load_note})")
     lines += [f"  left unfused: {reason}" for reason in f.left_unfused]
     for p in result.parity:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
@@ -127,6 +130,7 @@ def as_json(result) -> str:
             "input": str(result.input),
             "output": str(result.output),
             "source": result.source_kind,
+            "loader": result.loader,
             "pairs_fused": result.fusion.pairs,
             "pairs_by_op": result.fusion.by_op,
             "fused_nodes": result.fusion.fused_nodes,
@@ -165,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.report or args.config:
         print("onnx-fuse: error: --report and --config need --hls-out DIR", file=sys.stderr)
         return 2
-    options = Options(verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, hls=hls)
+    options = Options(
+        verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, weights=args.weights, hls=hls
+    )
     try:
         result = run(args.model, args.output, options)
     except FuseError as exc:

@@ -19,3 +19,9 @@ class ParityError(FuseError):
     """The fused graph does not compute what the original did: nothing is written."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException | str) -> str:
+    """A library's message folded into one line: the CLI promises exactly one error line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

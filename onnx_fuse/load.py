@@ -1,4 +1,5 @@
-"""Read the user's model file: a Keras model (.h5/.keras) or an ONNX graph (.onnx), refusing anything else clearly."""
+"""Read the user's model file: a Keras model (.h5/.keras, or architecture .json + weights .h5, read with Keras 3 or
+else tf-keras) or an ONNX graph (.onnx), refusing anything else clearly."""
 
 from __future__ import annotations
 
@@ -6,16 +7,23 @@ import logging
 import os
 import re
 import sys
-import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import onnx
 
 from onnx_fuse import qonnx_ops
-from onnx_fuse.errors import InputError
+from onnx_fuse.errors import InputError, first_line
+from onnx_fuse.keras_files import (
+    JSON_SUFFIXES,
+    check_keras_archive,
+    check_model_h5,
+    read_architecture,
+    saved_by_keras2,
+    weights_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,8 @@ class Source:
     path: Path
     keras_model: Any | None = None
     onnx_model: onnx.ModelProto | None = None
+    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x" or "onnx"
+    note: str | None = None  # for the summary: the weights file used, why Keras 3 did not read the file
 
     @property
     def kind(self) -> str:
@@ -41,19 +51,31 @@ def check_input_path(path: Path) -> None:
         raise InputError(f"input file not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a directory, not a model file: {path}")
-    if path.suffix.lower() not in KERAS_SUFFIXES + ONNX_SUFFIXES:
-        raise InputError(f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras or .onnx")
+    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES:
+        raise InputError(
+            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights) or .onnx"
+        )
     if not os.access(path, os.R_OK):
         raise InputError(f"input file is not readable: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"input file is empty: {path}")
 
 
-def load(path: Path) -> Source:
+def load(path: Path, weights: Path | None = None) -> Source:
     check_input_path(path)
-    if path.suffix.lower() in ONNX_SUFFIXES:
+    suffix = path.suffix.lower()
+    if weights is not None and suffix not in JSON_SUFFIXES:
+        raise InputError(f"--weights goes with an architecture .json, not with {path}")
+    if suffix in ONNX_SUFFIXES:
         return Source(path, onnx_model=load_onnx(path))
-    return Source(path, keras_model=load_keras(path))
+    if suffix in JSON_SUFFIXES:
+        architecture, weights = read_architecture(path), weights_for(path, weights)
+        return load_keras(path, lambda keras: from_json(keras, architecture, weights), weights)
+    if suffix == ".keras":
+        check_keras_archive(path)
+    else:
+        check_model_h5(path)
+    return load_keras(path, lambda keras: keras.models.load_model(path, compile=False))
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -71,25 +93,35 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
-def load_keras(path: Path) -> Any:
-    suffix = path.suffix.lower()
-    if suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise InputError(f"not a Keras .keras archive (not a complete zip file): {path}")
-    if suffix in (".h5", ".hdf5"):
-        import h5py
+def from_json(keras: Any, architecture: str, weights: Path) -> Any:
+    model = keras.models.model_from_json(architecture)
+    model.load_weights(str(weights))
+    return model
 
-        if not h5py.is_hdf5(path):
-            raise InputError(f"not an HDF5 file: {path}")
+
+def load_keras(path: Path, read: Callable[[Any], Any], weights: Path | None = None) -> Source:
+    """`read(keras_module)` with Keras 3, else with tf-keras: Keras 3 cannot deserialize many Keras-2-era
+    configs (batch_input_shape, `groups` on Conv2D, SeparableConv2D's kwargs, ...) that tf-keras still reads."""
     with native_stderr_silenced():
         import keras  # deferred: TensorFlow takes seconds to import and .onnx inputs never need it
 
+    notes = [f"weights from {weights}"] if weights is not None else []
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:
-        raise InputError(describe_keras_failure(path, exc)) from exc
-    log.debug("loaded Keras model %r with %d layers", model.name, len(model.layers))
+        model, loader = read(keras), "keras 3"
+    except Exception as keras3_exc:
+        import tf_keras
+
+        try:
+            model = read(tf_keras)
+        except Exception as tf_keras_exc:
+            # name the cause given by the Keras that wrote the file
+            cause = tf_keras_exc if saved_by_keras2(path) else keras3_exc
+            raise InputError(describe_keras_failure(path, cause)) from cause
+        loader = f"tf-keras {tf_keras.__version__}"
+        notes.append(f"Keras 3 cannot read it: {keras_cause(keras3_exc)}")
+    log.debug("loaded Keras model %r with %d layers (%s)", model.name, len(model.layers), loader)
     check_static_inputs(model)
-    return model
+    return Source(path, keras_model=model, loader=loader, note="; ".join(notes) or None)
 
 
 @contextmanager
@@ -107,17 +139,23 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+def keras_cause(exc: Exception) -> str:
+    """Keras puts the cause after a dump of the whole layer config ("Exception encountered: ...") or before one
+    ("Full object config: ..."): keep the cause, in one line."""
+    cause = str(exc).rsplit("Exception encountered:", 1)[-1]
+    return first_line(re.split(r"\s(?:Full (?:object )?config:|config=)", cause, maxsplit=1)[0])
+
+
 def describe_keras_failure(path: Path, exc: Exception) -> str:
     text = str(exc)
     unknown = re.search(r"Unknown layer: '?(\w+)'?", text) or re.search(r"Could not locate class '(\w+)'", text)
-    if unknown:
+    # Keras 3 cannot locate Keras 2's model classes either: that is an old file, not a custom layer
+    if unknown and unknown.group(1) not in ("Sequential", "Functional", "Model"):
         return (
             f"unsupported layer {unknown.group(1)} in {path}: Keras cannot build it "
             "(custom layers such as QKeras' must be rebuilt as plain Keras layers first)"
         )
-    if "No model config found" in text or "no model config" in text.lower():
-        return f"{path} holds weights only, not a model (save it with model.save())"
-    return f"cannot load Keras model {path}: {first_line(exc)}"
+    return f"cannot load Keras model {path} (neither Keras 3 nor tf-keras reads it): {keras_cause(exc)}"
 
 
 def check_static_inputs(model: Any) -> None:
@@ -129,8 +167,3 @@ def check_static_inputs(model: Any) -> None:
                 f"input '{tensor.name}' has unknown dimensions {shape}: give the Keras Input a fixed shape"
             )
 
-
-def first_line(exc: BaseException) -> str:
-    """A library's message folded into one line: the CLI promises exactly one error line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -17,6 +17,7 @@ from onnx_fuse.fuse import FuseReport, fuse
 from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
+from onnx_fuse.onnx_reference import runnable
 from onnx_fuse.output import check_output_path, write_atomic
 from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
 
@@ -29,6 +30,7 @@ class Options:
     samples: int = 16
     seed: int = 0
     data: Path | None = None
+    weights: Path | None = None  # the weights .h5 of an architecture .json input
     hls: HlsOptions | None = None
 
 
@@ -37,6 +39,8 @@ class Result:
     input: Path
     output: Path
     source_kind: str
+    loader: str  # the library that read the input: keras 3, tf-keras 2.x or onnx
+    load_note: str | None
     passes: list[PassReport]
     fusion: FuseReport
     parity: list[Parity] = field(default_factory=list)
@@ -60,7 +64,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     if options.hls is not None:
         check_hls_out(options.hls.out_dir)
     with stage("load", f"loading {input_path}"):
-        source = load(input_path)
+        source = load(input_path, options.weights)
     with stage("export", "exporting to ONNX with tf2onnx" if source.kind == "keras" else "reading ONNX graph"):
         exported = source.onnx_model if source.onnx_model is not None else keras_to_onnx(source.keras_model)
     with stage("normalise", "normalising the graph"):
@@ -77,7 +81,9 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
             hls = run_hls(fused, feeds, options.hls)
     with stage("write", f"writing {output_path}"):
         write_atomic(fused, output_path)
-    return Result(input_path, output_path, source.kind, passes, fusion, parity, seconds, hls, fused)
+    return Result(
+        input_path, output_path, source.kind, source.loader, source.note, passes, fusion, parity, seconds, hls, fused
+    )
 
 
 def verify(
@@ -86,7 +92,8 @@ def verify(
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), "keras"
     else:
-        reference, name = (lambda f: run_onnx(exported, f)), "input onnx"
+        graph = runnable(exported)
+        reference, name = (lambda f: run_onnx(graph, f)), "input onnx"
     parity = check_parity(reference, name, normalised, fused, feeds)
     failed = [p for p in parity if not p.ok]
     if failed:

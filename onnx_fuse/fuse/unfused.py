@@ -12,6 +12,31 @@ from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS, QONNX_DOMAIN
 # Activations often found after a conv that the table has no write-back for: reported, never fused.
 OTHER_ACTIVATIONS = {"Sigmoid", "Tanh", "HardSigmoid", "Elu", "Selu", "PRelu", "HardSwish", "Softplus"}
 
+# Ops an exporter puts between a layer and its activation when it writes a BatchNormalization (BN itself, or Keras'
+# Mul + Add, inside Transpose/Unsqueeze/Squeeze sandwiches); normalise folds them where it can.
+BATCHNORM_PARTS = {"BatchNormalization", "Mul", "Add", "Transpose", "Unsqueeze", "Squeeze"}
+LONGEST_BATCHNORM = 4  # Unsqueeze -> BN -> Squeeze, Transpose -> BN -> Transpose, Mul -> Add
+
+
+def batchnorm_chain(
+    start: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]], constants: set[str]
+) -> list[onnx.NodeProto] | None:
+    """The BatchNormalization-like nodes between `start` and the activation they lead to, or None: single-consumer
+    links only, Mul/Add by a constant only (an Add of two tensors is a residual, fused never), and a BN or a Mul
+    among them."""
+    chain, node = [], start
+    while len(chain) < LONGEST_BATCHNORM:
+        users = consumers.get(node.output[0], [])
+        if len(users) != 1:
+            return None
+        node = users[0]
+        if node.op_type in ACTIVATION_OPS or node.op_type in OTHER_ACTIVATIONS:
+            return chain if any(n.op_type in ("BatchNormalization", "Mul") for n in chain) else None
+        if node.op_type not in BATCHNORM_PARTS or (node.op_type in ("Mul", "Add") and not set(node.input) & constants):
+            return None
+        chain.append(node)
+    return None
+
 
 def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     """One line per Conv/Gemm that feeds an activation but stays plain in `model` (run on the fused graph)."""
@@ -35,6 +60,13 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     outputs = {o.name for o in graph.output}
     reasons = []
     for producer in (n for n in graph.node if n.op_type in PRODUCER_OPS):
+        name = f"{producer.op_type} '{producer.name or producer.output[0]}'"
+        chain = batchnorm_chain(producer, consumers, set(constants))
+        if chain:
+            act = consumers[chain[-1].output[0]][0].op_type
+            path = " -> ".join([name, *(n.op_type for n in chain), act])
+            reasons.append(f"{path}: the BatchNormalization could not be folded into the {producer.op_type}")
+            continue
         head = producer
         users = consumers.get(producer.output[0], [])
         if len(users) == 1 and users[0].op_type == "Quant" and users[0].domain == QONNX_DOMAIN:
@@ -43,7 +75,7 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
         acts = [u for u in users if u.op_type in ACTIVATION_OPS or u.op_type in OTHER_ACTIVATIONS]
         if not acts:
             continue
-        name = f"{producer.op_type} '{producer.name or producer.output[0]}'" + (" -> Quant" if head is not producer else "")
+        name += " -> Quant" if head is not producer else ""
         pair = f"{name} -> {', '.join(sorted(Counter(u.op_type for u in acts)))}"
         if producer.output[0] in outputs or head.output[0] in outputs:
             reasons.append(f"{pair}: the {head.op_type} output is also a graph output")

@@ -12,14 +12,19 @@ from typing import Callable
 import onnx
 
 from onnx_fuse.normalise import (
+    batchnorm_sandwich,
     check_and_infer,
     conv1d,
+    dense_batchnorm,
     explicit_conv_attrs,
     fix_batch,
+    fixed_batch,
     fold_constants,
+    initializer_inputs,
     layout_reshape,
     matmul_as_gemm,
     relu_spellings,
+    upgrade_opset,
 )
 
 log = logging.getLogger(__name__)
@@ -27,12 +32,17 @@ log = logging.getLogger(__name__)
 Pass = Callable[[onnx.ModelProto], "tuple[onnx.ModelProto, list[str]]"]
 
 PASSES: list[tuple[str, Pass]] = [
+    ("upgrade_opset", upgrade_opset.apply),
+    ("initializer_inputs", initializer_inputs.apply),
+    ("fixed_batch", fixed_batch.apply),
     ("fix_batch", fix_batch.apply),
+    ("batchnorm_sandwich", batchnorm_sandwich.apply),
     ("fold_constants", fold_constants.apply),
     ("conv1d", conv1d.apply),
     ("relu_spellings", relu_spellings.apply),
     ("layout_reshape", layout_reshape.apply),
     ("matmul_as_gemm", matmul_as_gemm.apply),
+    ("dense_batchnorm", dense_batchnorm.apply),
     ("explicit_conv_attrs", explicit_conv_attrs.apply),
     ("check_and_infer", check_and_infer.apply),
 ]
