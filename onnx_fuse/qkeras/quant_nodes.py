@@ -1,0 +1,176 @@
+"""Insert qonnx `Quant` nodes into the tf2onnx graph of the rebuilt plain model (rebuild.py).
+
+Each quantized layer's nodes are found by the unique token in their name scope. Weights and biases: every float
+initializer a node of the layer reads is matched, by value, to one of the layer's quantized tensors (tf2onnx moves
+HWIO kernels to OIHW, depthwise kernels to (C*M, 1, H, W), ...), and a Quant node is put between them; a
+per-channel scale is moved with the same axis permutation. Activations: the layer's element-wise tail (the Relu or
+Clip tf2onnx made of the rebuilt activation) is replaced by [Relu ->] Quant, so a Conv -> Relu pair stays visible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from onnx_fuse.qkeras.quantizers import QuantSpec
+from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+ACTIVATION_OPS = {"Relu", "Clip", "Max", "Min", "Identity"}
+WEIGHT_OPS = {"Conv", "Gemm", "MatMul", "Add"}
+
+
+class ExportBug(RuntimeError):
+    """The exported graph is not shaped as expected: our bug, never the user's input."""
+
+
+def in_scope(node: onnx.NodeProto, token: str) -> bool:
+    return re.search(rf"(^|/){re.escape(token)}", node.name) is not None
+
+
+def onnx_layout(keras_value: np.ndarray, onnx_value: np.ndarray) -> list[tuple[int, ...]]:
+    """Axis permutations p with transpose(keras_value, p).reshape(onnx shape) == onnx_value."""
+    if keras_value.size != onnx_value.size:
+        return []
+    return [
+        perm
+        for perm in itertools.permutations(range(keras_value.ndim))
+        if np.array_equal(np.transpose(keras_value, perm).reshape(onnx_value.shape), onnx_value)
+    ]
+
+
+def minimal(scale: np.ndarray) -> np.ndarray:
+    """Shrink every axis along which the scale is constant to size 1 (per-channel shape, e.g. (O, 1, 1, 1))."""
+    for axis in range(scale.ndim):
+        first = np.take(scale, [0], axis=axis)
+        if np.all(scale == first):
+            scale = first
+    return scale
+
+
+def scale_in_onnx_layout(tensor: QuantTensor, onnx_value: np.ndarray, perms: list[tuple[int, ...]]) -> np.ndarray:
+    scale = np.asarray(tensor.spec.scale, dtype=np.float32)
+    if scale.size == 1:
+        return scale.reshape(())
+    full = np.broadcast_to(scale, tensor.value.shape)
+    moved = {np.transpose(full, p).reshape(onnx_value.shape).tobytes(): p for p in perms}
+    if len(moved) != 1:
+        raise ExportBug(f"cannot place the per-channel scale of {tensor.name} in the ONNX weight layout")
+    return minimal(np.transpose(full, perms[0]).reshape(onnx_value.shape))
+
+
+class Inserter:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.inits = {t.name: t for t in self.graph.initializer}
+        self.count = 0
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        self.graph.initializer.append(numpy_helper.from_array(value, name))
+        return name
+
+    def quant(self, x: str, y: str, spec: QuantSpec, scale: np.ndarray, where: str) -> onnx.NodeProto:
+        self.count += 1
+        prefix = f"{where}_Quant{self.count}"
+        return helper.make_node(
+            "Quant",
+            [x, self.constant(prefix + "_scale", scale.astype(np.float32)),
+             self.constant(prefix + "_zeropt", np.zeros((), np.float32)),
+             self.constant(prefix + "_bitwidth", np.asarray(spec.bits, np.float32))],
+            [y],
+            name=prefix,
+            domain=QONNX_DOMAIN,
+            signed=int(spec.signed),
+            narrow=int(spec.narrow),
+            rounding_mode="ROUND",
+        )
+
+    def weights(self, layer: QuantLayer, nodes: list[onnx.NodeProto]) -> dict[int, list[onnx.NodeProto]]:
+        """id(node) -> the Quant nodes feeding it: one per quantized weight input; initializers stay untouched."""
+        added: dict[int, list[onnx.NodeProto]] = {}
+        matched: set[str] = set()
+        for node in (n for n in nodes if n.op_type in WEIGHT_OPS):
+            for i, name in enumerate(node.input):
+                init = self.inits.get(name)
+                if init is None or init.data_type != onnx.TensorProto.FLOAT:
+                    continue
+                value = numpy_helper.to_array(init)
+                hits = [(t, p) for t in layer.tensors if (p := onnx_layout(t.value, value))]
+                if not hits:
+                    raise ExportBug(f"{layer.name}: initializer {name} of {node.op_type} matches no layer weight")
+                quantized = [(t, p) for t, p in hits if t.spec is not None]
+                matched.update(t.name for t, _ in hits)
+                if not quantized:
+                    continue
+                tensor, perms = quantized[0]
+                if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t, _ in quantized):
+                    raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
+                scale = scale_in_onnx_layout(tensor, value, perms)
+                output = f"{name}_{layer.token}quant{self.count + 1}"
+                quant = self.quant(name, output, tensor.spec, scale, layer.token + tensor.name)
+                added.setdefault(id(node), []).append(quant)
+                node.input[i] = output
+        missing = {t.name for t in layer.tensors} - matched
+        if missing:
+            raise ExportBug(f"{layer.name}: weights {sorted(missing)} not found in the exported graph")
+        return added
+
+    def activation(self, layer: QuantLayer, nodes: list[onnx.NodeProto]) -> tuple[list[onnx.NodeProto], set[int]]:
+        """Replace the layer's element-wise tail x -> ... -> y by x [-> Relu] -> Quant -> y."""
+        tail = [n for n in nodes if n.op_type in ACTIVATION_OPS]
+        if not tail:
+            raise ExportBug(f"{layer.name}: no activation node found in the exported graph")
+        for prev, nxt in zip(tail, tail[1:]):
+            if nxt.input[0] != prev.output[0]:
+                raise ExportBug(f"{layer.name}: its activation nodes are not one chain")
+        spec = layer.activation
+        x, y = tail[0].input[0], tail[-1].output[0]
+        new = []
+        if spec.relu:
+            new.append(helper.make_node("Relu", [x], [y + "_relu"], name=layer.token + "Relu"))
+            x = y + "_relu"
+        new.append(self.quant(x, y, spec, np.asarray(spec.scale, np.float32).reshape(()), layer.token + "act"))
+        return new, {id(n) for n in tail}
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def insert_quant_nodes(model: onnx.ModelProto, layers: list[QuantLayer]) -> onnx.ModelProto:
+    inserter = Inserter(model)
+    # one list of the node messages, held for the whole pass: the id()s below must stay those of these objects
+    nodes_in_order = list(model.graph.node)
+    before: dict[int, list[onnx.NodeProto]] = {}  # id(node) -> Quant nodes that must come before it
+    replaced: dict[int, list[onnx.NodeProto]] = {}  # id(first removed activation node) -> its replacement
+    removed: set[int] = set()
+    for layer in layers:
+        nodes = [n for n in nodes_in_order if in_scope(n, layer.token)]
+        if not nodes:
+            raise ExportBug(f"{layer.name}: no node of this layer in the exported graph")
+        before.update(inserter.weights(layer, nodes))
+        if layer.activation is not None:
+            new, gone = inserter.activation(layer, nodes)
+            first = next(n for n in nodes if id(n) in gone)
+            replaced[id(first)] = new
+            removed |= gone
+    order = []
+    for node in nodes_in_order:
+        order.extend(before.get(id(node), []))
+        order.extend(replaced.get(id(node), []))
+        if id(node) not in removed:
+            order.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(order)
+    drop_unused_initializers(model.graph)
+    if not any(o.domain == QONNX_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(QONNX_DOMAIN, 1))
+    return model
