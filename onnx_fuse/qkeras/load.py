@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from pathlib import Path
@@ -10,9 +9,10 @@ from typing import Any
 
 from onnx_fuse.errors import InputError
 
-# Layer and quantizer class names as QKeras writes them into a model config (Keras 2 .h5 and Keras 3 .keras alike).
+# Layer and quantizer class names as QKeras writes them into a model config: bare in Keras 2 files, prefixed with
+# the registration package ("qkeras>QConv2D") in files saved by Keras 3.
 QKERAS_CLASS = re.compile(
-    r'"class_name":\s*"(Q(Activation|AdaptiveActivation|Dense|Conv|DepthwiseConv|SeparableConv|BatchNormalization|'
+    r'"class_name":\s*"(?:qkeras>)?(Q(Activation|AdaptiveActivation|Dense|Conv|DepthwiseConv|SeparableConv|BatchNormalization|'
     r"AveragePooling|GlobalAveragePooling|SimpleRNN|LSTM|GRU|Bidirectional|OctaveConv)\w*|quantized_\w+)\""
 )
 EXTRA_HINT = 'install the qkeras extra: pip install -e ".[qkeras]"'
@@ -40,10 +40,6 @@ def is_qkeras_file(path: Path) -> bool:
 def qkeras_layer_names(path: Path) -> list[str]:
     """QKeras layer classes named in the file's config (for messages)."""
     text = model_config_text(path)
-    try:
-        json.loads(text)
-    except ValueError:
-        return []
     return sorted({m.group(1) for m in QKERAS_CLASS.finditer(text) if m.group(1).startswith("Q")})
 
 

@@ -17,7 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnx_fuse.qkeras.quantizers import QuantSpec
-from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
+from onnx_fuse.qkeras.rebuild import TOKEN, QuantLayer, QuantTensor
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ACTIVATION_OPS = {"Relu", "Clip", "Max", "Min", "Identity"}
@@ -28,8 +28,12 @@ class ExportBug(RuntimeError):
     """The exported graph is not shaped as expected: our bug, never the user's input."""
 
 
-def in_scope(node: onnx.NodeProto, token: str) -> bool:
-    return re.search(rf"(^|/){re.escape(token)}", node.name) is not None
+def in_scope(name: str, token: str) -> bool:
+    return re.search(rf"(^|/){re.escape(token)}", name) is not None
+
+
+def unscoped(name: str) -> bool:
+    return re.search(rf"(^|/){TOKEN.format(r'[0-9]+')}", name) is None
 
 
 def onnx_layout(keras_value: np.ndarray, onnx_value: np.ndarray) -> list[tuple[int, ...]]:
@@ -49,7 +53,7 @@ def minimal(scale: np.ndarray) -> np.ndarray:
         first = np.take(scale, [0], axis=axis)
         if np.all(scale == first):
             scale = first
-    return scale
+    return scale.reshape(()) if scale.size == 1 else scale
 
 
 def scale_in_onnx_layout(tensor: QuantTensor, onnx_value: np.ndarray, perms: list[tuple[int, ...]]) -> np.ndarray:
@@ -90,10 +94,26 @@ class Inserter:
             rounding_mode="ROUND",
         )
 
-    def weights(self, layer: QuantLayer, nodes: list[onnx.NodeProto]) -> dict[int, list[onnx.NodeProto]]:
-        """id(node) -> the Quant nodes feeding it: one per quantized weight input; initializers stay untouched."""
+    def weights(
+        self, layer: QuantLayer, nodes: list[onnx.NodeProto], others: list[onnx.NodeProto]
+    ) -> dict[int, list[onnx.NodeProto]]:
+        """id(node) -> the Quant nodes feeding it: one per quantized weight input; initializers stay untouched.
+
+        `nodes` are the layer's own (every float weight they read must be one of the layer's); `others` are nodes
+        tf2onnx named outside any layer (it renames a depthwise Conv, e.g. `Conv__25`), searched by value only
+        for weights not found in `nodes`.
+        """
         added: dict[int, list[onnx.NodeProto]] = {}
         matched: set[str] = set()
+        self.match(layer, nodes, added, matched, strict=True)
+        if {t.name for t in layer.tensors} - matched:
+            self.match(layer, others, added, matched, strict=False)
+        missing = {t.name for t in layer.tensors} - matched
+        if missing:
+            raise ExportBug(f"{layer.name}: weights {sorted(missing)} not found in the exported graph")
+        return added
+
+    def match(self, layer: QuantLayer, nodes: list[onnx.NodeProto], added: dict, matched: set, strict: bool) -> None:
         for node in (n for n in nodes if n.op_type in WEIGHT_OPS):
             for i, name in enumerate(node.input):
                 init = self.inits.get(name)
@@ -102,7 +122,9 @@ class Inserter:
                 value = numpy_helper.to_array(init)
                 hits = [(t, p) for t in layer.tensors if (p := onnx_layout(t.value, value))]
                 if not hits:
-                    raise ExportBug(f"{layer.name}: initializer {name} of {node.op_type} matches no layer weight")
+                    if strict:
+                        raise ExportBug(f"{layer.name}: initializer {name} of {node.op_type} matches no layer weight")
+                    continue
                 quantized = [(t, p) for t, p in hits if t.spec is not None]
                 matched.update(t.name for t, _ in hits)
                 if not quantized:
@@ -115,10 +137,6 @@ class Inserter:
                 quant = self.quant(name, output, tensor.spec, scale, layer.token + tensor.name)
                 added.setdefault(id(node), []).append(quant)
                 node.input[i] = output
-        missing = {t.name for t in layer.tensors} - matched
-        if missing:
-            raise ExportBug(f"{layer.name}: weights {sorted(missing)} not found in the exported graph")
-        return added
 
     def activation(self, layer: QuantLayer, nodes: list[onnx.NodeProto]) -> tuple[list[onnx.NodeProto], set[int]]:
         """Replace the layer's element-wise tail x -> ... -> y by x [-> Relu] -> Quant -> y."""
@@ -149,16 +167,21 @@ def insert_quant_nodes(model: onnx.ModelProto, layers: list[QuantLayer]) -> onnx
     inserter = Inserter(model)
     # one list of the node messages, held for the whole pass: the id()s below must stay those of these objects
     nodes_in_order = list(model.graph.node)
+    inits = set(inserter.inits)
     before: dict[int, list[onnx.NodeProto]] = {}  # id(node) -> Quant nodes that must come before it
     replaced: dict[int, list[onnx.NodeProto]] = {}  # id(first removed activation node) -> its replacement
     removed: set[int] = set()
     for layer in layers:
-        nodes = [n for n in nodes_in_order if in_scope(n, layer.token)]
+        # a layer's nodes: named in its scope, or reading an initializer named in its scope
+        nodes = [
+            n for n in nodes_in_order
+            if in_scope(n.name, layer.token) or any(i in inits and in_scope(i, layer.token) for i in n.input)
+        ]
         if not nodes:
             raise ExportBug(f"{layer.name}: no node of this layer in the exported graph")
-        before.update(inserter.weights(layer, nodes))
+        before.update(inserter.weights(layer, nodes, [n for n in nodes_in_order if unscoped(n.name)]))
         if layer.activation is not None:
-            new, gone = inserter.activation(layer, nodes)
+            new, gone = inserter.activation(layer, [n for n in nodes if in_scope(n.name, layer.token)])
             first = next(n for n in nodes if id(n) in gone)
             replaced[id(first)] = new
             removed |= gone
