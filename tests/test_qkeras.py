@@ -52,18 +52,24 @@ def test_detects_qkeras_files(models_dir):
     assert not is_qkeras_file(models_dir / "digits_conv1d.keras")
 
 
+@pytest.fixture(scope="module")
+def bundled(models_dir):
+    return {name: qkeras_to_qonnx(load_qkeras(models_dir / f"{name}.h5")) for name in ("tiny2_qkeras", "digits_qkeras")}
+
+
 @pytest.mark.parametrize("name", ["tiny2_qkeras", "digits_qkeras"])
-def test_bundled_models_match_qkeras_exactly(models_dir, name):
+def test_bundled_models_match_qkeras_exactly(models_dir, bundled, name):
+    """On the 100 stored inputs: QONNX == QKeras (stored y_qkeras and the live model), every value, not just argmax."""
     data = np.load(models_dir / f"{name}.npz")
-    exported = qkeras_to_qonnx(load_qkeras(models_dir / f"{name}.h5"))
+    exported = bundled[name]
     y = run_qonnx(exported.model, data["x"])
     assert np.array_equal(y, data["y_qkeras"]), f"max abs err {np.abs(y - data['y_qkeras']).max()}"
     assert np.array_equal(np.asarray(exported.reference(data["x"], training=False)), data["y_qkeras"])
 
 
-def test_tiny2_has_the_qonnx_conv_pattern(models_dir):
+def test_tiny2_has_the_qonnx_conv_pattern(bundled):
     """Conv(X, Quant(W, 1/32, 8b), Quant(b)) -> Relu -> Quant(1/64, 8b, unsigned), five times; softmax left out."""
-    exported = qkeras_to_qonnx(load_qkeras(models_dir / "tiny2_qkeras.h5"))
+    exported = bundled["tiny2_qkeras"]
     model = exported.model
     producer = {o: n for n in model.graph.node for o in n.output}
     consumer = {i: n for n in model.graph.node for i in n.input}
@@ -180,3 +186,22 @@ def test_missing_extra_named_in_one_line(models_dir, monkeypatch):
     with pytest.raises(InputError) as info:
         load_qkeras(models_dir / "digits_qkeras.h5")
     assert 'pip install -e ".[qkeras]"' in str(info.value) and "QConv2DBatchnorm" in str(info.value)
+
+
+@pytest.mark.slow  # one hls4ml compile: about 40 s here
+def test_hls4ml_csim_matches_qkeras_bit_for_bit(models_dir, tmp_path):
+    """The QONNX file through hls4ml's QONNX flow with no precision file: every type comes from the Quant nodes
+    (the input quantizer included), and C-sim reproduces QKeras exactly on the 100 held-out digits."""
+    from hls_backend import config_from_fused_onnx, run_csim
+    from onnx_fuse.normalise import explicit_conv_attrs, layout_reshape
+
+    data = np.load(models_dir / "digits_qkeras.npz")
+    model = qkeras_to_qonnx(load_qkeras(models_dir / "digits_qkeras.h5")).model
+    # the two normalise passes this graph needs (a one-channel layout Reshape, a 'valid' conv without pads)
+    for apply in (layout_reshape.apply, explicit_conv_attrs.apply):
+        model, _ = apply(model)
+    config = config_from_fused_onnx(model, backend="Vitis")
+    result = run_csim(model, data["x"], tmp_path / "prj", backend="Vitis", io_type="io_stream", hls_config=config,
+                      fuse=False)
+    y = result.y.reshape(len(data["x"]), -1)
+    assert np.array_equal(y, data["y_qkeras"]), f"max abs diff {np.abs(y - data['y_qkeras']).max()}"

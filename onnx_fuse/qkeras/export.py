@@ -52,9 +52,11 @@ def qkeras_to_qonnx(model: Any, drop_softmax: bool = True) -> QkerasExport:
     reference = model
     softmax = final_softmax(model) if drop_softmax else None
     if softmax is not None:
-        reference = keras.Model(model.inputs, softmax.input, name=model.name)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called with one array, as Keras was
+        reference = keras.Model(inputs, softmax.input, name=model.name)
         notes.append(f"final softmax '{softmax.name}' left out: the graph ends at the logits (same argmax)")
     plain, layers = rebuild(reference)
-    proto = insert_quant_nodes(keras_to_onnx(plain), layers)
+    # shapes inferred while the graph is still standard ONNX: the Quant nodes' outputs are declared from them
+    proto = insert_quant_nodes(onnx.shape_inference.infer_shapes(keras_to_onnx(plain)), layers)
     quant_nodes = sum(1 for n in proto.graph.node if n.op_type == "Quant")
     return QkerasExport(proto, reference, quant_nodes, notes)

@@ -72,7 +72,17 @@ class Inserter:
         self.model = model
         self.graph = model.graph
         self.inits = {t.name: t for t in self.graph.initializer}
+        # every tensor's type and shape, so the new tensors can be declared too: ONNX shape inference cannot see
+        # through a Quant node (a custom op), and passes downstream read shapes from value_info
+        self.types = {v.name: v.type for v in (*self.graph.value_info, *self.graph.input, *self.graph.output)}
+        for t in self.graph.initializer:
+            self.types[t.name] = helper.make_tensor_type_proto(t.data_type, list(t.dims))
         self.count = 0
+
+    def declare(self, name: str, like: str) -> None:
+        if like in self.types and name not in self.types and name not in {o.name for o in self.graph.output}:
+            self.graph.value_info.append(helper.make_value_info(name, self.types[like]))
+            self.types[name] = self.types[like]
 
     def constant(self, name: str, value: np.ndarray) -> str:
         self.graph.initializer.append(numpy_helper.from_array(value, name))
@@ -81,6 +91,7 @@ class Inserter:
     def quant(self, x: str, y: str, spec: QuantSpec, scale: np.ndarray, where: str) -> onnx.NodeProto:
         self.count += 1
         prefix = f"{where}_Quant{self.count}"
+        self.declare(y, x)
         return helper.make_node(
             "Quant",
             [x, self.constant(prefix + "_scale", scale.astype(np.float32)),
@@ -151,6 +162,7 @@ class Inserter:
         new = []
         if spec.relu:
             new.append(helper.make_node("Relu", [x], [y + "_relu"], name=layer.token + "Relu"))
+            self.declare(y + "_relu", y)
             x = y + "_relu"
         new.append(self.quant(x, y, spec, np.asarray(spec.scale, np.float32).reshape(()), layer.token + "act"))
         return new, {id(n) for n in tail}
