@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 
 from onnx_fuse.export import keras_to_onnx
+from onnx_fuse.qkeras.names import strip_tokens
 from onnx_fuse.qkeras.quant_nodes import insert_quant_nodes
 from onnx_fuse.qkeras.rebuild import rebuild
 
@@ -58,5 +59,6 @@ def qkeras_to_qonnx(model: Any, drop_softmax: bool = True) -> QkerasExport:
     plain, layers = rebuild(reference)
     # shapes inferred while the graph is still standard ONNX: the Quant nodes' outputs are declared from them
     proto = insert_quant_nodes(onnx.shape_inference.infer_shapes(keras_to_onnx(plain)), layers)
+    strip_tokens(proto)
     quant_nodes = sum(1 for n in proto.graph.node if n.op_type == "Quant")
     return QkerasExport(proto, reference, quant_nodes, notes)

@@ -10,14 +10,14 @@ Clip tf2onnx made of the rebuilt activation) is replaced by [Relu ->] Quant, so 
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from onnx_fuse.qkeras.quantizers import QuantSpec
-from onnx_fuse.qkeras.rebuild import TOKEN, QuantLayer, QuantTensor
+from onnx_fuse.qkeras.names import in_scope, unscoped
+from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ACTIVATION_OPS = {"Relu", "Clip", "Max", "Min", "Identity"}
@@ -26,14 +26,6 @@ WEIGHT_OPS = {"Conv", "Gemm", "MatMul", "Add"}
 
 class ExportBug(RuntimeError):
     """The exported graph is not shaped as expected: our bug, never the user's input."""
-
-
-def in_scope(name: str, token: str) -> bool:
-    return re.search(rf"(^|/){re.escape(token)}", name) is not None
-
-
-def unscoped(name: str) -> bool:
-    return re.search(rf"(^|/){TOKEN.format(r'[0-9]+')}", name) is None
 
 
 def onnx_layout(keras_value: np.ndarray, onnx_value: np.ndarray) -> list[tuple[int, ...]]:
@@ -90,7 +82,7 @@ class Inserter:
 
     def quant(self, x: str, y: str, spec: QuantSpec, scale: np.ndarray, where: str) -> onnx.NodeProto:
         self.count += 1
-        prefix = f"{where}_Quant{self.count}"
+        prefix = f"{where}_Quant_{self.count}"
         self.declare(y, x)
         return helper.make_node(
             "Quant",
@@ -144,8 +136,8 @@ class Inserter:
                 if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t, _ in quantized):
                     raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
                 scale = scale_in_onnx_layout(tensor, value, perms)
-                output = f"{name}_{layer.token}quant{self.count + 1}"
-                quant = self.quant(name, output, tensor.spec, scale, layer.token + tensor.name)
+                output = f"{name}_quant{self.count + 1}"
+                quant = self.quant(name, output, tensor.spec, scale, f"{layer.name}/{tensor.name}")
                 added.setdefault(id(node), []).append(quant)
                 node.input[i] = output
 
@@ -161,10 +153,10 @@ class Inserter:
         x, y = tail[0].input[0], tail[-1].output[0]
         new = []
         if spec.relu:
-            new.append(helper.make_node("Relu", [x], [y + "_relu"], name=layer.token + "Relu"))
+            new.append(helper.make_node("Relu", [x], [y + "_relu"], name=f"{layer.name}/Relu"))
             self.declare(y + "_relu", y)
             x = y + "_relu"
-        new.append(self.quant(x, y, spec, np.asarray(spec.scale, np.float32).reshape(()), layer.token + "act"))
+        new.append(self.quant(x, y, spec, np.asarray(spec.scale, np.float32).reshape(()), f"{layer.name}/activation"))
         return new, {id(n) for n in tail}
 
 

@@ -4,8 +4,7 @@ Each quantized layer becomes its Keras base layer (QConv2DBatchnorm -> Conv2D, Q
 weights exactly as the layer's own call() computes them: its kernel/bias quantizers applied to its (folded) weights.
 QActivation(quantized_relu) becomes a ReLU, QActivation(quantized_bits) a clip to the quantizer's range; the Quant
 nodes that round to the grid are added to the exported graph afterwards (quant_nodes.py). Each rebuilt layer gets a
-name with a unique token, so its nodes can be found in the tf2onnx graph by name scope (TF suffixes `_1`, `_2` to
-repeated scopes, so the original layer names are not reliable).
+name with a unique token (names.py), so its nodes can be found in the tf2onnx graph by name scope.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnx_fuse.errors import InputError
+from onnx_fuse.qkeras.names import TOKEN
 from onnx_fuse.qkeras.quantizers import QuantSpec, activation_spec, kind, weight_spec
 
 # QKeras layer -> (Keras base layer, names of the quantized weights in the base layer's get_weights() order)
@@ -33,7 +33,6 @@ PLAIN = {
     "QActivation": ("Activation", ()),
 }
 FOLDED = {"QConv2DBatchnorm", "QDepthwiseConv2DBatchnorm", "QDenseBatchnorm"}
-TOKEN = "qkx{}__"
 
 
 @dataclass
