@@ -205,3 +205,18 @@ def test_hls4ml_csim_matches_qkeras_bit_for_bit(models_dir, tmp_path):
                       fuse=False)
     y = result.y.reshape(len(data["x"]), -1)
     assert np.array_equal(y, data["y_qkeras"]), f"max abs diff {np.abs(y - data['y_qkeras']).max()}"
+
+
+def test_a_quant_that_would_change_qkeras_weights_is_caught():
+    """The guard behind every weight Quant: QKeras' quantized values must be fixed points of the emitted Quant."""
+    from onnx_fuse.qkeras.quant_nodes import ExportBug, check_on_grid
+    from onnx_fuse.qkeras.quantizers import QuantSpec
+    from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
+
+    value = np.array([0.25, -0.5, 0.125], np.float32)  # on the 1/8 grid
+    layer = QuantLayer("qkx0__", "conv")
+    check_on_grid(layer, QuantTensor("kernel", value, QuantSpec(np.float32(1 / 8), 4, True, False)), value,
+                  np.float32(1 / 8))
+    coarse = QuantTensor("kernel", value, QuantSpec(np.float32(1 / 4), 4, True, False))
+    with pytest.raises(ExportBug, match="conv: the Quant node for kernel"):
+        check_on_grid(layer, coarse, value, np.float32(1 / 4))

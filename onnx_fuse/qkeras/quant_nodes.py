@@ -59,6 +59,16 @@ def scale_in_onnx_layout(tensor: QuantTensor, onnx_value: np.ndarray, perms: lis
     return minimal(np.transpose(full, perms[0]).reshape(onnx_value.shape))
 
 
+def check_on_grid(layer: QuantLayer, tensor: QuantTensor, value: np.ndarray, scale: np.ndarray) -> None:
+    """QKeras already quantized the weight: the Quant node must leave it unchanged, or its parameters are wrong."""
+    from qonnx.custom_op.general.quant import quant
+
+    spec = tensor.spec
+    again = quant(value, scale, np.float32(0), np.float32(spec.bits), spec.signed, spec.narrow, "ROUND")
+    if not np.array_equal(again, value):
+        raise ExportBug(f"{layer.name}: the Quant node for {tensor.name} would change QKeras' quantized values")
+
+
 class Inserter:
     def __init__(self, model: onnx.ModelProto) -> None:
         self.model = model
@@ -136,6 +146,7 @@ class Inserter:
                 if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t, _ in quantized):
                     raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
                 scale = scale_in_onnx_layout(tensor, value, perms)
+                check_on_grid(layer, tensor, value, scale)
                 output = f"{name}_quant{self.count + 1}"
                 quant = self.quant(name, output, tensor.spec, scale, f"{layer.name}/{tensor.name}")
                 added.setdefault(id(node), []).append(quant)
