@@ -147,13 +147,18 @@ def test_every_supported_layer_matches_qkeras(make):
     assert np.array_equal(y, reference), f"max abs err {np.abs(y - reference).max()}"
 
 
-def test_auto_po2_weights_get_per_channel_power_of_two_scales():
-    """QDense's default kernel quantizer becomes alpha='auto_po2' (qkeras sets it): one po2 scale per output."""
-    exported = qkeras_to_qonnx(zoo_2d())
+def test_auto_po2_weights_become_one_wide_enough_type():
+    """QDense's default kernel quantizer becomes alpha='auto_po2' (qkeras sets it): power-of-2 steps per output.
+    The export uses the finest step with the bits widened to span the coarsest, which holds every weight exactly."""
+    model = zoo_2d()
+    exported = qkeras_to_qonnx(model)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in exported.model.graph.initializer}
-    scales = [inits[n.input[1]] for n in exported.model.graph.node if n.op_type == "Quant" and inits[n.input[1]].ndim]
-    assert [s.shape for s in scales] == [(1, 5)]  # Gemm weight (in, out): per output unit
-    assert len(np.unique(scales[0])) > 1 and np.all(np.log2(scales[0]) == np.round(np.log2(scales[0])))
+    node = next(n for n in exported.model.graph.node if n.name.startswith("logits/kernel"))
+    q = model.get_layer("logits").kernel_quantizer_internal
+    steps = np.asarray(q.scale).reshape(-1) * 2.0 ** (2 - 8 + 1)  # quantized_bits(8, 2): 2**(integer - bits + 1)
+    assert len(np.unique(steps)) > 1
+    assert inits[node.input[1]] == steps.min()
+    assert inits[node.input[3]] == 8 + np.log2(steps.max() / steps.min())
 
 
 @pytest.mark.parametrize(
@@ -215,8 +220,7 @@ def test_a_quant_that_would_change_qkeras_weights_is_caught():
 
     value = np.array([0.25, -0.5, 0.125], np.float32)  # on the 1/8 grid
     layer = QuantLayer("qkx0__", "conv")
-    check_on_grid(layer, QuantTensor("kernel", value, QuantSpec(np.float32(1 / 8), 4, True, False)), value,
-                  np.float32(1 / 8))
+    check_on_grid(layer, QuantTensor("kernel", value, QuantSpec(np.float32(1 / 8), 4, True, False)), value)
     coarse = QuantTensor("kernel", value, QuantSpec(np.float32(1 / 4), 4, True, False))
     with pytest.raises(ExportBug, match="conv: the Quant node for kernel"):
-        check_on_grid(layer, coarse, value, np.float32(1 / 4))
+        check_on_grid(layer, coarse, value)

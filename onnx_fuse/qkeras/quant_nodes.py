@@ -2,8 +2,8 @@
 
 Each quantized layer's nodes are found by the unique token in their name scope. Weights and biases: every float
 initializer a node of the layer reads is matched, by value, to one of the layer's quantized tensors (tf2onnx moves
-HWIO kernels to OIHW, depthwise kernels to (C*M, 1, H, W), ...), and a Quant node is put between them; a
-per-channel scale is moved with the same axis permutation. Activations: the layer's element-wise tail (the Relu or
+HWIO kernels to OIHW, depthwise kernels to (C*M, 1, H, W), ...), and a Quant node is put between them.
+Activations: the layer's element-wise tail (the Relu or
 Clip tf2onnx made of the rebuilt activation) is replaced by [Relu ->] Quant, so a Conv -> Relu pair stays visible.
 """
 
@@ -28,43 +28,20 @@ class ExportBug(RuntimeError):
     """The exported graph is not shaped as expected: our bug, never the user's input."""
 
 
-def onnx_layout(keras_value: np.ndarray, onnx_value: np.ndarray) -> list[tuple[int, ...]]:
-    """Axis permutations p with transpose(keras_value, p).reshape(onnx shape) == onnx_value."""
-    if keras_value.size != onnx_value.size:
-        return []
-    return [
-        perm
+def same_values(keras_value: np.ndarray, onnx_value: np.ndarray) -> bool:
+    """Whether onnx_value is keras_value with its axes permuted (and merged, as for a depthwise kernel)."""
+    return keras_value.size == onnx_value.size and any(
+        np.array_equal(np.transpose(keras_value, perm).reshape(onnx_value.shape), onnx_value)
         for perm in itertools.permutations(range(keras_value.ndim))
-        if np.array_equal(np.transpose(keras_value, perm).reshape(onnx_value.shape), onnx_value)
-    ]
+    )
 
 
-def minimal(scale: np.ndarray) -> np.ndarray:
-    """Shrink every axis along which the scale is constant to size 1 (per-channel shape, e.g. (O, 1, 1, 1))."""
-    for axis in range(scale.ndim):
-        first = np.take(scale, [0], axis=axis)
-        if np.all(scale == first):
-            scale = first
-    return scale.reshape(()) if scale.size == 1 else scale
-
-
-def scale_in_onnx_layout(tensor: QuantTensor, onnx_value: np.ndarray, perms: list[tuple[int, ...]]) -> np.ndarray:
-    scale = np.asarray(tensor.spec.scale, dtype=np.float32)
-    if scale.size == 1:
-        return scale.reshape(())
-    full = np.broadcast_to(scale, tensor.value.shape)
-    moved = {np.transpose(full, p).reshape(onnx_value.shape).tobytes(): p for p in perms}
-    if len(moved) != 1:
-        raise ExportBug(f"cannot place the per-channel scale of {tensor.name} in the ONNX weight layout")
-    return minimal(np.transpose(full, perms[0]).reshape(onnx_value.shape))
-
-
-def check_on_grid(layer: QuantLayer, tensor: QuantTensor, value: np.ndarray, scale: np.ndarray) -> None:
+def check_on_grid(layer: QuantLayer, tensor: QuantTensor, value: np.ndarray) -> None:
     """QKeras already quantized the weight: the Quant node must leave it unchanged, or its parameters are wrong."""
     from qonnx.custom_op.general.quant import quant
 
     spec = tensor.spec
-    again = quant(value, scale, np.float32(0), np.float32(spec.bits), spec.signed, spec.narrow, "ROUND")
+    again = quant(value, spec.scale, np.float32(0), np.float32(spec.bits), spec.signed, spec.narrow, "ROUND")
     if not np.array_equal(again, value):
         raise ExportBug(f"{layer.name}: the Quant node for {tensor.name} would change QKeras' quantized values")
 
@@ -90,13 +67,13 @@ class Inserter:
         self.graph.initializer.append(numpy_helper.from_array(value, name))
         return name
 
-    def quant(self, x: str, y: str, spec: QuantSpec, scale: np.ndarray, where: str) -> onnx.NodeProto:
+    def quant(self, x: str, y: str, spec: QuantSpec, where: str) -> onnx.NodeProto:
         self.count += 1
         prefix = f"{where}_Quant_{self.count}"
         self.declare(y, x)
         return helper.make_node(
             "Quant",
-            [x, self.constant(prefix + "_scale", scale.astype(np.float32)),
+            [x, self.constant(prefix + "_scale", np.asarray(spec.scale, np.float32)),
              self.constant(prefix + "_zeropt", np.zeros((), np.float32)),
              self.constant(prefix + "_bitwidth", np.asarray(spec.bits, np.float32))],
             [y],
@@ -133,22 +110,21 @@ class Inserter:
                 if init is None or init.data_type != onnx.TensorProto.FLOAT:
                     continue
                 value = numpy_helper.to_array(init)
-                hits = [(t, p) for t in layer.tensors if (p := onnx_layout(t.value, value))]
+                hits = [t for t in layer.tensors if same_values(t.value, value)]
                 if not hits:
                     if strict:
                         raise ExportBug(f"{layer.name}: initializer {name} of {node.op_type} matches no layer weight")
                     continue
-                quantized = [(t, p) for t, p in hits if t.spec is not None]
-                matched.update(t.name for t, _ in hits)
+                quantized = [t for t in hits if t.spec is not None]
+                matched.update(t.name for t in hits)
                 if not quantized:
                     continue
-                tensor, perms = quantized[0]
-                if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t, _ in quantized):
+                tensor = quantized[0]
+                if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t in quantized):
                     raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
-                scale = scale_in_onnx_layout(tensor, value, perms)
-                check_on_grid(layer, tensor, value, scale)
+                check_on_grid(layer, tensor, value)
                 output = f"{name}_quant{self.count + 1}"
-                quant = self.quant(name, output, tensor.spec, scale, f"{layer.name}/{tensor.name}")
+                quant = self.quant(name, output, tensor.spec, f"{layer.name}/{tensor.name}")
                 added.setdefault(id(node), []).append(quant)
                 node.input[i] = output
 
@@ -167,7 +143,7 @@ class Inserter:
             new.append(helper.make_node("Relu", [x], [y + "_relu"], name=f"{layer.name}/Relu"))
             self.declare(y + "_relu", y)
             x = y + "_relu"
-        new.append(self.quant(x, y, spec, np.asarray(spec.scale, np.float32).reshape(()), f"{layer.name}/activation"))
+        new.append(self.quant(x, y, spec, f"{layer.name}/activation"))
         return new, {id(n) for n in tail}
 
 

@@ -8,7 +8,8 @@ QKeras computes, at inference (qkeras-v3 1.2.1, quantizers.py):
 qonnx's Quant computes scale * round(clip(x / scale, qmin, qmax)) with np.round (half to even) for
 rounding_mode ROUND; clipping to integer bounds before or after rounding gives the same integers, so the two agree
 exactly (x / step is exact for a power-of-2 step). alpha="auto_po2" on a weight gives per-channel power-of-2 steps
-that depend only on the weight; on an activation the step would change with every input batch, so it is refused.
+that depend only on the weight (exported as one type fine and wide enough for all channels); on an activation the
+step would change with every input batch, so it is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from onnx_fuse.errors import InputError
 class QuantSpec:
     """One Quant node: x -> scale * round(clip(x / scale)) on `bits` bits; `relu` puts an explicit Relu before it."""
 
-    scale: np.ndarray  # float32; a scalar, or per channel in the Keras tensor's layout (auto_po2 weights)
+    scale: np.float32
     bits: int
     signed: bool
     narrow: bool
@@ -33,8 +34,7 @@ class QuantSpec:
 
     def same_as(self, other: QuantSpec) -> bool:
         return (self.bits, self.signed, self.narrow, self.relu) == (other.bits, other.signed, other.narrow,
-                                                                    other.relu) and np.array_equal(self.scale,
-                                                                                                   other.scale)
+                                                                    other.relu) and self.scale == other.scale
 
 
 def quantizer_name(q: Any) -> str:
@@ -74,10 +74,13 @@ def quantized_bits_spec(layer: str, q: Any, *, weight: bool) -> QuantSpec:
         if not keep_negative:
             raise refuse(layer, q, "alpha='auto_po2' with keep_negative=False")
         # auto_po2 keeps q.scale = per-channel scale * 2**(bits - keep_negative) (quantizers.py, alpha branch)
-        scale = np.asarray(q.scale, dtype=np.float64) * step
-        if not all(is_power_of_two(s) for s in scale.reshape(-1)):
+        scales = np.asarray(q.scale, dtype=np.float64).reshape(-1) * step
+        if not all(is_power_of_two(s) for s in scales):
             raise refuse(layer, q, "auto_po2 produced a scale that is not a power of 2")
-        return QuantSpec(scale.astype(np.float32), bits, True, True)
+        # One fixed-point type holds every channel exactly: the finest step, widened by the steps between the finest
+        # and the coarsest. hls4ml 1.3 cannot convert per-channel weight scales (IndexError in infer_precision).
+        widen = int(np.log2(scales.max() / scales.min()))
+        return QuantSpec(np.float32(scales.min()), bits + widen, True, True)
     alpha = np.asarray(alpha, dtype=np.float64)
     if alpha.size != 1 or not is_power_of_two(float(alpha.reshape(-1)[0])):
         raise refuse(layer, q, f"alpha={q.alpha}: only 1, a power of 2 or 'auto_po2' map to a fixed-point type")
