@@ -130,6 +130,7 @@ def zoo_1d() -> keras.Model:
         QActivation(quantized_bits(6, 2, keep_negative=False), name="in_q"),
         QConv1D(4, 3, kernel_quantizer=quantized_bits(6, 1, alpha=1), bias_quantizer=quantized_bits(6, 1, alpha=1),
                 activation=quantized_relu(6, 2), name="conv1d"),
+        QActivation("relu", name="float_relu"),  # a plain activation: no Quant
         keras.layers.Flatten(),
         QDense(3, kernel_quantizer=quantized_bits(6, 1, alpha=1), bias_quantizer=quantized_bits(6, 1), name="out"),
     ]), seed=1)
@@ -224,3 +225,13 @@ def test_a_quant_that_would_change_qkeras_weights_is_caught():
     coarse = QuantTensor("kernel", value, QuantSpec(np.float32(1 / 4), 4, True, False))
     with pytest.raises(ExportBug, match="conv: the Quant node for kernel"):
         check_on_grid(layer, coarse, value)
+
+
+def test_keras_v3_archive_detected_loaded_and_exported(tmp_path):
+    model = zoo_1d()
+    path = tmp_path / "zoo.keras"
+    model.save(path)
+    assert is_qkeras_file(path)
+    x = np.random.default_rng(4).normal(0, 2, (4, 12, 2)).astype(np.float32)
+    y = run_qonnx(qkeras_to_qonnx(load_qkeras(path)).model, x)
+    assert np.array_equal(y, np.asarray(model(x, training=False)))

@@ -162,7 +162,7 @@ def insert_quant_nodes(model: onnx.ModelProto, layers: list[QuantLayer]) -> onnx
     before: dict[int, list[onnx.NodeProto]] = {}  # id(node) -> Quant nodes that must come before it
     replaced: dict[int, list[onnx.NodeProto]] = {}  # id(first removed activation node) -> its replacement
     removed: set[int] = set()
-    for layer in layers:
+    for layer in (layer for layer in layers if layer.tensors or layer.activation is not None):
         # a layer's nodes: named in its scope, or reading an initializer named in its scope
         nodes = [
             n for n in nodes_in_order
