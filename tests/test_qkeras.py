@@ -18,6 +18,7 @@ from qkeras import (  # noqa: E402
     QDense,
     QDenseBatchnorm,
     QDepthwiseConv2D,
+    QDepthwiseConv2DBatchnorm,
     QSeparableConv2D,
     quantized_bits,
     quantized_relu,
@@ -113,6 +114,9 @@ def zoo_2d() -> keras.Model:
                          pointwise_quantizer=quantized_bits(6, 1, alpha=1), bias_quantizer=quantized_bits(8, 3),
                          name="sep")(h)
     h = QActivation(quantized_bits(8, 3, symmetric=1), name="sym_q")(h)
+    h = QDepthwiseConv2DBatchnorm(3, padding="same", depthwise_quantizer=quantized_bits(8, 2, alpha=1),
+                                  bias_quantizer=quantized_bits(8, 3), activation=quantized_relu(8, 3),
+                                  name="dw_bn")(h)
     h = QConv2DBatchnorm(4, 1, kernel_quantizer=quantized_bits(8, 2, alpha=1), bias_quantizer=quantized_bits(8, 2),
                          name="conv_bn")(h)
     h = QActivation(quantized_relu(8, 3), name="relu2")(h)
