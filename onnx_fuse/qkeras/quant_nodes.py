@@ -120,7 +120,7 @@ class Inserter:
                 if not quantized:
                     continue
                 tensor = quantized[0]
-                if len(quantized) != len(hits) or any(not t.spec.same_as(tensor.spec) for t in quantized):
+                if len(quantized) != len(hits) or any(t.spec != tensor.spec for t in quantized):
                     raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
                 check_on_grid(layer, tensor, value)
                 output = f"{name}_quant{self.count + 1}"

@@ -32,10 +32,6 @@ class QuantSpec:
     narrow: bool
     relu: bool = False
 
-    def same_as(self, other: QuantSpec) -> bool:
-        return (self.bits, self.signed, self.narrow, self.relu) == (other.bits, other.signed, other.narrow,
-                                                                    other.relu) and self.scale == other.scale
-
 
 def quantizer_name(q: Any) -> str:
     return str(q) if hasattr(q, "get_config") else getattr(q, "__name__", type(q).__name__)
