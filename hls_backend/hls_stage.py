@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from onnx_fuse.errors import InputError, ParityError
-from onnx_fuse.load import first_line
+from onnx_fuse.errors import first_line
 
 log = logging.getLogger("onnx_fuse.hls")
 

@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 
 from onnx_fuse.errors import InputError
-from onnx_fuse.load import first_line
+from onnx_fuse.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class Source:
     path: Path
     keras_model: Any | None = None
     onnx_model: onnx.ModelProto | None = None
-    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x" or "onnx"
+    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x", "qkeras" or "onnx"
     note: str | None = None  # for the summary: the weights file used, why Keras 3 did not read the file
 
     @property
@@ -75,6 +75,10 @@ def load(path: Path, weights: Path | None = None) -> Source:
         check_keras_archive(path)
     else:
         check_model_h5(path)
+    from onnx_fuse.qkeras.load import is_qkeras_file, load_qkeras  # it imports this module's helpers
+
+    if is_qkeras_file(path):
+        return Source(path, keras_model=load_qkeras(path), loader="qkeras")
     return load_keras(path, lambda keras: keras.models.load_model(path, compile=False))
 
 

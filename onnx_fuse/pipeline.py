@@ -12,7 +12,9 @@ from typing import Iterator
 import onnx
 
 from onnx_fuse.errors import ParityError
+from onnx_fuse import qonnx_ops
 from onnx_fuse.export import keras_to_onnx
+from onnx_fuse.qkeras import qkeras_to_qonnx
 from onnx_fuse.fuse import FuseReport, fuse
 from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
@@ -65,8 +67,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         check_hls_out(options.hls.out_dir)
     with stage("load", f"loading {input_path}"):
         source = load(input_path, options.weights)
-    with stage("export", "exporting to ONNX with tf2onnx" if source.kind == "keras" else "reading ONNX graph"):
-        exported = source.onnx_model if source.onnx_model is not None else keras_to_onnx(source.keras_model)
+    with stage("export", EXPORTING[source.loader if source.loader in EXPORTING else source.kind]):
+        exported = export(source)
     with stage("normalise", "normalising the graph"):
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv/Dense -> activation pairs"):
@@ -86,11 +88,28 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     )
 
 
+EXPORTING = {"onnx": "reading ONNX graph", "keras": "exporting to ONNX with tf2onnx",
+             "qkeras": "exporting QKeras to QONNX (tf2onnx + Quant nodes)"}
+
+
+def export(source: Source) -> onnx.ModelProto:
+    """The ONNX graph of the source; a QKeras model becomes QONNX, and its reference for parity is what the graph
+    computes (the QKeras model minus a final softmax)."""
+    if source.onnx_model is not None:
+        return source.onnx_model
+    if source.loader != "qkeras":
+        return keras_to_onnx(source.keras_model)
+    exported = qkeras_to_qonnx(source.keras_model)
+    source.keras_model = exported.reference
+    source.note = "; ".join(exported.notes) or None
+    return qonnx_ops.prepare(exported.model)  # runnable Quant functions, as for a QONNX file read from disk
+
+
 def verify(
     source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, feeds: Feeds
 ) -> list[Parity]:
     if source.kind == "keras":
-        reference, name = keras_runner(source.keras_model), "keras"
+        reference, name = keras_runner(source.keras_model), source.loader if source.loader == "qkeras" else "keras"
     else:
         graph = runnable(exported)
         reference, name = (lambda f: run_onnx(graph, f)), "input onnx"

@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from onnx_fuse.errors import InputError
-from onnx_fuse.load import first_line
+from onnx_fuse.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 
 from onnx_fuse.errors import InputError
-from onnx_fuse.load import first_line
+from onnx_fuse.errors import first_line
 
 
 def static_shape(value: onnx.ValueInfoProto) -> bool:
