@@ -1,0 +1,66 @@
+"""QONNX (Brevitas) and QKeras models through hls4ml with no precision file: the Quant nodes set every type.
+
+Fused vs unfused C-sim bit-exact, one process and one FIFO fewer per pair, and the fused design bit-exact with the
+quantized source itself (Brevitas' or QKeras' stored outputs) for power-of-2 scales.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import hls_backend
+from onnx_fuse.fuse import fuse
+from onnx_fuse.load import load_onnx
+from onnx_fuse.normalise import normalise
+from test_hls_backend import MODELS, assert_fused_design, csim_pair
+
+
+def brevitas(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarray, np.ndarray]:
+    """(normalised, fused, pairs, inputs, Brevitas' outputs) of a bundled Brevitas QONNX model."""
+    normalised, _ = normalise(load_onnx(MODELS / f"{name}.onnx"))
+    fused, report = fuse(normalised)
+    data = np.load(MODELS / f"{name}.npz")
+    return normalised, fused, report.pairs, data["x"], data["y_brevitas"]
+
+
+@pytest.mark.parametrize("name, io_type", [("digits_qcnn_po2", "io_stream"), ("digits_qcnn_outquant", "io_parallel")])
+def test_brevitas_po2_bit_exact_fused_unfused_and_brevitas(name: str, io_type: str, tmp_path: Path) -> None:
+    normalised, fused, pairs, x, y_brevitas = brevitas(name)
+    assert pairs == 3  # two conv pairs and the Dense pair
+    cfg = hls_backend.config_from_fused_onnx(fused)  # no precision file: the Quant nodes give the types
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
+    assert np.array_equal(got.y.reshape(y_brevitas.shape), y_brevitas)
+
+
+def qkeras(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarray, np.ndarray]:
+    """(normalised, fused, pairs, inputs, QKeras' logits) of a bundled QKeras model, through the CLI's own steps."""
+    from onnx_fuse.load import load
+    from onnx_fuse.pipeline import export
+
+    normalised, _ = normalise(export(load(MODELS / f"{name}.h5")))
+    fused, report = fuse(normalised)
+    data = np.load(MODELS / f"{name}.npz")
+    return normalised, fused, report.pairs, data["x"], data["y_qkeras"]
+
+
+@pytest.mark.parametrize(
+    "name, io_type, pairs",
+    [("digits_qkeras", "io_stream", 2), pytest.param("tiny2_qkeras", "io_stream", 5, marks=pytest.mark.slow)],
+)
+def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pairs: int, tmp_path: Path) -> None:
+    """The inputs are on the input type's grid (tiny2: pixel/256, recovered exactly from tb_input_features.dat's 6
+    decimals; digits: its own input quantizer's grid), so C-sim can match QKeras bit for bit."""
+    normalised, fused, fused_pairs, x, y_qkeras = qkeras(name)
+    assert fused_pairs == pairs
+    cfg = hls_backend.config_from_fused_onnx(fused, backend="Vitis")
+    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vitis", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
+    assert np.array_equal(got.y.reshape(y_qkeras.shape), y_qkeras)
+    assert (got.y.reshape(y_qkeras.shape).argmax(1) == y_qkeras.argmax(1)).all()
