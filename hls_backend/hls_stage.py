@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from onnx_fuse.errors import InputError, ParityError
+from onnx_fuse.fuse import fused_nodes
 from onnx_fuse.errors import first_line
 
 log = logging.getLogger("onnx_fuse.hls")
@@ -44,7 +45,9 @@ class HlsResult:
     samples: int
     bit_exact: bool
     max_abs_diff: float
-    fused_in_hls: int = 0  # pairs whose ReLU the fused design applies in the conv write-back
+    fused_in_hls: int = 0  # pairs whose activation the fused design applies in the producer's write-back
+    pairs: int = 0  # fused pairs in the file
+    kept: list[str] = field(default_factory=list)  # why each other pair keeps its activation stage
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None
 
@@ -52,6 +55,7 @@ class HlsResult:
         return {
             "fused_project": str(self.fused_dir), "unfused_project": str(self.unfused_dir), "samples": self.samples,
             "bit_exact": self.bit_exact, "max_abs_diff": self.max_abs_diff, "fused_in_hls": self.fused_in_hls,
+            "pairs": self.pairs, "kept_stages": self.kept,
             "seconds": self.seconds,
             "report": self.report,
         }
@@ -150,7 +154,13 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
         seconds[f"{label}_predict"] = result.predict_seconds
     diff = float(np.max(np.abs(outputs[True].astype(np.float64) - outputs[False]))) if x.size else 0.0
     exact = bool(np.array_equal(outputs[True], outputs[False]))
-    hls = HlsResult(dirs[True], dirs[False], len(x), exact, diff, fused_in_write_back(dirs[True]), seconds)
+    hls = HlsResult(dirs[True], dirs[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
+                    len(fused_nodes(fused)), seconds=seconds)
+    if hls.fused_in_hls < hls.pairs:
+        from hls_backend.preprocess import preprocess
+        from hls_backend.project import kept_stages
+
+        hls.kept = kept_stages(dirs[True], preprocess(fused)[1])
     if options.report:
         hls.report = write_report(fused, options, common, dirs)
     if not exact:

@@ -22,3 +22,22 @@ def stream_count(output_dir: str | Path, project_name: str = "myproject") -> int
 def layer_calls(output_dir: str | Path, project_name: str = "myproject") -> list[tuple[str, str]]:
     """(nnet function, layer name) for each layer call in the top function, in order."""
     return LAYER_CALL.findall(top_source(output_dir, project_name))
+
+
+# hls4ml functions whose presence before a marked activation explains why it kept its stage.
+WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha (a scale or float bias it could not fold, e.g. a Quant scale that is not a power of 2)"}
+
+
+def kept_stages(output_dir: str | Path, marked: dict[str, str], project_name: str = "myproject") -> list[str]:
+    """One line per marked activation (name -> fused op) that still has its own stage in a fused project, saying
+    what feeds it instead of a conv or Dense write-back."""
+    calls = layer_calls(output_dir, project_name)
+    lines = []
+    for i, (function, name) in enumerate(calls):
+        if name not in marked:
+            continue
+        before = f"nnet::{calls[i - 1][0]} '{calls[i - 1][1]}'" if i else "the model input"
+        hint = WHY_NOT_FUSED.get(calls[i - 1][0], "") if i else ""
+        lines.append(f"{name} ({marked[name]}) keeps its {function} stage: its input comes from {before}"
+                     + (f", {hint}" if hint else "") + ", not from the producer's write-back")
+    return lines

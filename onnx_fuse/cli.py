@@ -110,12 +110,8 @@ def summary(result) -> str:
             f"  hls4ml C-sim fused vs unfused: {'bit-exact' if h.bit_exact else 'DIFFERENT'} on {h.samples} inputs "
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
-        lines.append(f"  hls4ml: {h.fused_in_hls} of {f.pairs} pairs apply their activation in the layer's write-back")
-        if h.fused_in_hls < f.pairs:
-            lines.append(
-                "  hls4ml: the others keep an activation stage (distributed-arithmetic, resource_unrolled Dense "
-                "or 1-bit layers)"
-            )
+        lines.append(f"  hls4ml: {h.fused_in_hls} of {h.pairs} pairs apply their activation in the layer's write-back")
+        lines += [f"  hls4ml: {line}" for line in h.kept]
         if h.report is not None:
             lines.append("")
             lines.append(h.report["table"])

@@ -64,3 +64,19 @@ def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pair
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
     assert np.array_equal(got.y.reshape(y_qkeras.shape), y_qkeras)
     assert (got.y.reshape(y_qkeras.shape).argmax(1) == y_qkeras.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_float_scale_pairs_keep_their_stage_and_say_why(tmp_path: Path, capsys) -> None:
+    """Negative control: non-power-of-2 scales become hls4ml ApplyAlpha layers between producer and ReLU, so no
+    pair can take its ReLU into the write-back; the designs still agree and the summary names the cause per pair."""
+    from onnx_fuse.cli import main
+
+    name = "digits_qcnn_float"
+    code = main([str(MODELS / f"{name}.onnx"), str(tmp_path / "f.onnx"), "--data", str(MODELS / f"{name}.npz"),
+                 "--hls-out", str(tmp_path / "hls"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
+    assert "hls4ml: 0 of 3 pairs apply their activation" in out
+    assert out.count("keeps its relu stage: its input comes from nnet::normalize") == 3
