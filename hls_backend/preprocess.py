@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
@@ -111,11 +112,28 @@ def clip_bounds_as_attributes(model: onnx.ModelProto) -> None:
     model.graph.initializer.extend(kept)
 
 
+def check_dense_bias_scales(model: onnx.ModelProto) -> None:
+    """hls4ml 1.3 crashes (IndexError in its precision inference) on a Dense whose bias comes from a Quant with a
+    scale that is not a power of 2; after GemmToMatMul that bias is a constant Quant feeding an Add."""
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    adds = {name for node in model.graph.node if node.op_type == "Add" for name in node.input}
+    for node in model.graph.node:
+        if node.op_type != "Quant" or node.output[0] not in adds or node.input[0] not in constants:
+            continue
+        scale = constants.get(node.input[1])
+        if scale is not None and not np.all(np.log2(np.abs(scale)) == np.round(np.log2(np.abs(scale)))):
+            raise UnsupportedModelError(
+                f"Quant '{node.name}' gives a Dense bias a scale that is not a power of 2, which hls4ml 1.3 cannot "
+                "convert (its precision inference fails): export that bias unquantized or with a power-of-2 scale"
+            )
+
+
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
     check_supported(original)
     channels_last = qonnx_channels_last(inline_and_tag(original))
+    check_dense_bias_scales(channels_last)
     clip_bounds_as_attributes(channels_last)
     marks = {
         node.name: prop.value

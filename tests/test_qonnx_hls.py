@@ -80,3 +80,15 @@ def test_float_scale_pairs_keep_their_stage_and_say_why(tmp_path: Path, capsys) 
     assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
     assert "hls4ml: 0 of 3 pairs apply their activation" in out
     assert out.count("keeps its relu stage: its input comes from nnet::normalize") == 3
+
+
+def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
+    """hls4ml 1.3 crashes on a Dense bias quantized with a float scale: one clear line, exit 2, nothing built."""
+    from onnx_fuse.cli import main
+
+    out = tmp_path / "f.onnx"
+    code = main([str(MODELS / "digits_qcnn_float_qbias.onnx"), str(out), "--hls-out", str(tmp_path / "hls"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "gives a Dense bias a scale that is not a power of 2" in err[0]
+    assert not out.exists() and not (tmp_path / "hls").exists()
