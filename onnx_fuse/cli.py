@@ -225,8 +225,10 @@ def check_counts(args: argparse.Namespace) -> str | None:
         return "--seed must be 0 or more"
     if args.reuse_factor < 1:
         return "--reuse-factor must be at least 1"
-    if args.hls_out is None and (args.report or args.config or args.force):
-        return "--report, --config and --force need --hls-out DIR"
+    if args.hls_out is None and (args.report or args.config):
+        return "--report and --config need --hls-out DIR"
+    if args.hls_out is None and args.force:
+        return "--force needs --hls-out DIR"
     return None
 
 
