@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from onnx_fuse.lazy import lazy_exports
 
 __version__ = "0.1.0"
 _EXPORTS = {
@@ -13,12 +12,7 @@ _EXPORTS = {
     "run": "onnx_fuse.pipeline",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: `onnx-fuse` and `python -m onnx_fuse` import this package before the CLI can install its signal
-    # handlers; importing onnx/onnxscript here would leave a Ctrl-C during those seconds to a traceback.
-    # fuse() and normalise() are not re-exported: the subpackages of the same names would shadow them once imported.
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'onnx_fuse' has no attribute {name!r}")
+# Lazy: `onnx-fuse` and `python -m onnx_fuse` import this package before the CLI can install its signal
+# handlers; importing onnx/onnxscript here would leave a Ctrl-C during those seconds to a traceback.
+# fuse() and normalise() are not re-exported: the subpackages of the same names would shadow them once imported.
+__getattr__ = lazy_exports(__name__, _EXPORTS)
