@@ -100,14 +100,15 @@ def native_noise_dropped(handler: logging.StreamHandler, verbose: bool) -> Itera
     if verbose or not real_fd2:
         yield
         return
-    sys.stderr.flush()
-    original, ours = sys.stderr, os.fdopen(os.dup(2), "w", buffering=1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    sys.stderr = ours
-    handler.setStream(ours)
-    try:
+    original = sys.stderr
+    original.flush()
+    ours = os.fdopen(os.dup(2), "w", buffering=1)
+    try:  # everything that changes fd 2 or sys.stderr inside: an interrupt at any point is undone by finally
+        sys.stderr = ours
+        handler.setStream(ours)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
         yield
     finally:
         ours.flush()
