@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from onnx_fuse.errors import FuseError, Interrupted
+from onnx_fuse.errors import FuseError, Interrupted, interruption
 
 EXIT_CODES = """exit codes (every error is one line on stderr; with -q it is the only line):
   0  fused and written (parity checked unless --no-verify)
@@ -210,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, raise_interrupted)
     try:
         return run_cli(argv)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        name, code = (exc.args[0], exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 130)
+    except BaseException as exc:
+        interrupt = interruption(exc)
+        if interrupt is None:
+            raise
+        name, code = (interrupt.args[0], interrupt.exit_code) if isinstance(interrupt, Interrupted) else ("SIGINT", 130)
         print(f"onnx-fuse: interrupted by {name}: stopped, no output written", file=sys.stderr)
         return code
     finally:  # main() called from Python (the tests) gives the caller its handlers back
@@ -241,25 +244,29 @@ def run_cli(argv: list[str] | None) -> int:
     if problem:
         print(f"onnx-fuse: error: {problem}", file=sys.stderr)
         return 2
-    from hls_backend.hls_stage import HlsOptions
-    from onnx_fuse.pipeline import Options, run
-
-    hls = None
-    if args.hls_out is not None:
-        hls = HlsOptions(
-            args.hls_out, args.backend, args.io_type, args.strategy, args.precision, args.reuse_factor, args.config,
-            args.report, args.force,
-        )
-    options = Options(
-        verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, weights=args.weights, hls=hls
-    )
     try:
+        from hls_backend.hls_stage import HlsOptions
+        from onnx_fuse.pipeline import Options, run
+
+        hls = None
+        if args.hls_out is not None:
+            hls = HlsOptions(
+                args.hls_out, args.backend, args.io_type, args.strategy, args.precision, args.reuse_factor,
+                args.config, args.report, args.force,
+            )
+        options = Options(
+            verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, weights=args.weights,
+            hls=hls,
+        )
         with native_noise_dropped(handler, args.verbose):
             result = run(args.model, args.output, options)
-    except FuseError as exc:
-        print(f"onnx-fuse: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # a bug: one line by default, the traceback with -v
+    except Exception as exc:
+        if interruption(exc) is not None:  # a library's error raised because a signal interrupted it
+            raise
+        if isinstance(exc, FuseError):
+            print(f"onnx-fuse: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        # a bug: one line by default, the traceback with -v
         if args.verbose:
             traceback.print_exc()
         print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)

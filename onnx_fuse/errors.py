@@ -48,6 +48,18 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+def interruption(exc: BaseException | None) -> BaseException | None:
+    """The Interrupted (or KeyboardInterrupt) behind exc. Libraries re-raise what interrupted them as errors of their
+    own: pybind11 turns a signal during `import onnxruntime` into "ImportError: initialization failed"."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def raising_library(exc: BaseException) -> str | None:
     """The top-level package that raised exc (its innermost Python frame), or None when that frame is our own code."""
     tb = exc.__traceback__
@@ -75,9 +87,11 @@ def library_failures_are_input_errors(stage: str) -> Iterator[None]:
         yield
     except FuseError:
         raise
-    except MemoryError as exc:
-        raise InputError(f"{stage}: out of memory on this graph ({first_line(exc)})") from exc
     except Exception as exc:
+        if interruption(exc) is not None:  # a signal, not the graph
+            raise
+        if isinstance(exc, MemoryError):
+            raise InputError(f"{stage}: out of memory on this graph ({first_line(exc)})") from exc
         library = raising_library(exc)
         if library is None:
             raise
