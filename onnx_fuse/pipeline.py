@@ -117,6 +117,10 @@ def verify(
     parity = check_parity(reference, name, normalised, fused, feeds)
     failed = [p for p in parity if not p.ok]
     if failed:
-        detail = "; ".join(f"{p.name}: max abs err {p.max_abs_err:.3g} > allowed" for p in failed)
+        detail = "; ".join(
+            f"{p.name}: max abs err {p.max_abs_err:.3g} > allowed"
+            + (f" ({p.nonfinite} non-finite output values, not the same NaN/inf on both sides)" if p.nonfinite else "")
+            for p in failed
+        )
         raise ParityError(f"parity check failed ({detail}); nothing written")
     return parity

@@ -347,6 +347,17 @@ def test_nan_and_inf_in_data_agree_and_are_counted(cli, tmp_path):
     assert "9 non-finite output values) ok" in cli.run(model, "out.onnx", "-q", "--data", data).stdout
 
 
+def test_keras_and_onnxruntime_disagree_on_nan_and_say_so(cli, tmp_path):
+    """TensorFlow maps a NaN input of digits_cnn to huge finite logits (~1e38), onnxruntime propagates NaN: a real
+    difference, reported as such (exit 3), not as a false "max abs err nan"."""
+    x = np.load(MODELS / "digits_cnn.npz")["x"][:4].copy()
+    x[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    run = cli.run(MODELS / "digits_cnn.h5", "out.onnx", "-q", "--data", "x.npy", "--samples", "1")
+    assert_one_error(run, 3, "keras vs onnx: max abs err inf", "10 non-finite output values, not the same NaN/inf")
+    cli.assert_clean()
+
+
 def test_compare_treats_identical_non_finite_values_as_equal():
     from onnx_fuse.verify import compare
 
@@ -538,18 +549,32 @@ def assert_interrupted(run: Run, sig: signal.Signals) -> None:
     assert ours == [f"onnx-fuse: interrupted by {sig.name}: stopped, no output written"], run.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_at_start_up(cli, tmp_path, sig):
-    """During the imports (TensorFlow takes seconds): the Ctrl-C that used to print a 27-51-line traceback."""
+@pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 1.0), (signal.SIGTERM, 0.5), (signal.SIGTERM, 2.0)])
+def test_signal_at_start_up(cli, tmp_path, sig, delay):
+    """During the imports (TensorFlow, onnxruntime take seconds): the Ctrl-C that used to print a 27-51-line
+    traceback. (A signal inside `import onnxruntime` reaches us as pybind11's "ImportError: initialization failed".)"""
     shutil.copy(MODELS / "digits_cnn.h5", tmp_path / "model.h5")
     cli.watch(tmp_path / "model.h5")
     proc = cli.start("model.h5", "out.onnx", "-q")
-    time.sleep(1.0)
+    time.sleep(delay)
     run = interrupted(proc, sig)
     assert_interrupted(run, sig)
     assert len(run.lines) == 1
     assert not (tmp_path / "out.onnx").exists()
     cli.assert_clean()
+
+
+def test_a_library_error_caused_by_a_signal_is_the_signal():
+    from onnx_fuse.errors import Interrupted, interruption
+
+    try:
+        try:
+            raise Interrupted(signal.SIGTERM)
+        except Interrupted as exc:
+            raise ImportError("initialization failed") from exc
+    except ImportError as wrapped:
+        assert interruption(wrapped).exit_code == 143
+    assert interruption(ValueError("plain")) is None
 
 
 def deep_keras_model(path: Path) -> Path:
