@@ -429,6 +429,19 @@ def test_full_disk_is_exit_2_and_leaves_no_partial_file(cli, tmp_path, small_fil
     cli.assert_clean(small_filesystem)
 
 
+def test_full_disk_during_the_hls_stage_leaves_dir_as_it_was(cli, tmp_path, small_filesystem):
+    """hls4ml's project (ap_types alone is megabytes) cannot fit: the C-sim child fails, staging is removed."""
+    out = small_filesystem / "hls"
+    out.mkdir()
+    (out / ".onnx-fuse.json").write_text(json.dumps({"written_by": "onnx-fuse", "entries": []}))
+    (out / "notes.txt").write_text("the user's\n")
+    cli.watch(out)
+    run = cli.run(conv_relu(tmp_path), "out.onnx", "-q", "--samples", "2", "--hls-out", out, timeout=900)
+    assert_one_error(run, 2, "C-sim of the", "No space left on device")
+    assert sorted(p.name for p in out.iterdir()) == [".onnx-fuse.json", "notes.txt"]
+    cli.assert_clean(out)
+
+
 @pytest.fixture
 def immutable(tmp_path):
     path = tmp_path / "out.onnx"
