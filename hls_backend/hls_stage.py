@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnx_fuse.errors import InputError, ParityError
-from onnx_fuse.errors import first_line
+from onnx_fuse.errors import InputError, ParityError, first_line
 from onnx_fuse.regular_file import open_regular
 
 log = logging.getLogger("onnx_fuse.hls")
