@@ -214,10 +214,14 @@ def test_allocation_bomb_is_onnxruntime_refusing_the_graph(cli, tmp_path, op):
     cli.assert_clean()
 
 
-def test_fixed_batch_that_onnxruntime_cannot_run_is_exit_2(cli, tmp_path):
-    model = conv_relu(tmp_path, batch=4, name="batch4.onnx")
+@pytest.mark.parametrize("batch", [4, 0])
+def test_fixed_batch_never_ends_as_an_internal_error(cli, tmp_path, batch):
+    """A fixed batch of 4 (freed by normalise when samples stay apart) or 0 (nothing onnxruntime can run)."""
+    model = conv_relu(tmp_path, batch=batch, name="batch.onnx")
     run = cli.run(model, "out.onnx", "-q")
-    assert_one_error(run, 2)
+    assert run.returncode in (0, 2), run.stderr
+    if run.returncode == 2:
+        assert_one_error(run, 2)
     cli.assert_clean()
 
 
