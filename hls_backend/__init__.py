@@ -7,8 +7,7 @@ Conv + ReLU in the parse flow; fuse again after precision inference) -> template
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from onnx_fuse.lazy import lazy_exports
 
 _EXPORTS = {
     "config_from_fused_onnx": "hls_backend.convert",
@@ -17,11 +16,6 @@ _EXPORTS = {
     "run_csim": "hls_backend.csim",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: importing hls4ml takes seconds; hls_backend.fifo_estimate and friends should not pay for it.
-    # (No submodule shares a name with an export: importing it would rebind the package attribute.)
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'hls_backend' has no attribute {name!r}")
+# Lazy: importing hls4ml takes seconds; hls_backend.fifo_estimate and friends should not pay for it.
+# (No submodule shares a name with an export: importing it would rebind the package attribute.)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,8 @@
 
 A failing C++ assert in C-sim aborts the whole process: running it in a child keeps the caller (API user, pytest)
 alive and turns the crash into a CsimError. The child runs this module: `python -m hls_backend.csim JOB_DIR`.
+Each child leads its own process group (hls4ml's compile runs g++ through a shell script): ChildProcesses kills a
+child with everything it started, on a timeout, an exception in the caller, or kill_all() from another thread.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,47 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 class CsimError(RuntimeError):
     pass
+
+
+class ChildProcesses:
+    """Child processes, each in a new session (so a new process group), killed group-wise."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._closed = False
+
+    def run(self, args: list[str], timeout: float, **popen: Any) -> subprocess.CompletedProcess:
+        with self._lock:
+            if self._closed:
+                raise CsimError("cancelled before the C-sim child started")
+            proc = subprocess.Popen(args, start_new_session=True, **popen)
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:  # timeout, or the caller interrupted: no child or g++ may outlive the call
+            kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+    def kill_all(self) -> None:
+        """Kill every running child's group and refuse new children (their run() then fails with CsimError)."""
+        with self._lock:
+            self._closed = True
+            for proc in self._running:
+                kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    # Called before the child is reaped, so its pid still names its group (no reuse by another process).
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @dataclass
@@ -47,9 +92,13 @@ def run_csim(
     hls_config: dict | None = None,
     fuse: bool = True,
     timeout: float = 900,
+    children: ChildProcesses | None = None,
     **kwargs: Any,
 ) -> CsimResult:
-    """convert_from_fused_onnx + compile + predict(x), in a child process; raises CsimError if the child fails."""
+    """convert_from_fused_onnx + compile + predict(x), in a child process; raises CsimError if the child fails.
+
+    Pass `children` to cancel the run from another thread (ChildProcesses.kill_all()).
+    """
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="csim_job_") as tmp:
@@ -62,9 +111,9 @@ def run_csim(
             pickle.dump(spec, f)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-        proc = subprocess.run(
+        proc = (children or ChildProcesses()).run(
             [sys.executable, "-m", "hls_backend.csim", str(job)],
-            capture_output=True, text=True, timeout=timeout, env=env,
+            timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         if proc.returncode != 0 or not (job / "y.npy").exists():
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])

@@ -2,14 +2,25 @@
 
 Both designs are converted with the same per-layer config (hls_backend lowers each ConvRelu to the Conv and Relu
 names of the unfused graph), compiled with g++ and run in child processes, and compared bit for bit.
+
+DIR is the user's: everything is checked before the heavy work, the projects are built in a hidden staging
+directory inside DIR (same filesystem, so the final moves are renames; DIR's parent need not be writable) and moved
+into place only when complete. DIR/.onnx-fuse.json lists the entries a run wrote; a later run replaces exactly
+those, and no other file in DIR is ever touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import os
+import shutil
+import signal
 import subprocess
+import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,11 +30,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnx_fuse.errors import InputError, ParityError
+from onnx_fuse.errors import InputError, ParityError, first_line
 from onnx_fuse.fuse import fused_nodes
-from onnx_fuse.errors import first_line
+from onnx_fuse.regular_file import open_regular
 
 log = logging.getLogger("onnx_fuse.hls")
+# What onnx-fuse may write in DIR; MANIFEST names those a run wrote.
+ENTRIES = ("fused", "unfused", "report.md", "report.png")
+MANIFEST = ".onnx-fuse.json"
+STAGING_PREFIX = ".onnx-fuse-staging-"
 
 
 @dataclass
@@ -36,6 +51,7 @@ class HlsOptions:
     reuse_factor: int = 1
     config: Path | None = None
     report: bool = False
+    force: bool = False  # accept a non-empty DIR that onnx-fuse did not write (its files are still left alone)
 
 
 @dataclass
@@ -77,18 +93,66 @@ def last_line(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
-def check_hls_out(out_dir: Path) -> None:
+def written_by_us(out_dir: Path) -> set[str] | None:
+    """The entries an earlier run wrote in DIR (its manifest), or None when DIR has no valid manifest."""
+    try:
+        entries = json.loads((out_dir / MANIFEST).read_text()).get("entries")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entries, list) or not set(entries) <= set(ENTRIES):
+        return None
+    return set(entries)
+
+
+def foreign_entry(out_dir: Path, ours: set[str]) -> Path | None:
+    """An entry of DIR named like one onnx-fuse writes but written by someone else."""
+    for name in ENTRIES + (MANIFEST,):
+        path = out_dir / name
+        if (path.exists() or path.is_symlink()) and name not in ours:
+            return path
+    return None
+
+
+def check_hls_out(options: HlsOptions, input_path: Path, output_path: Path) -> None:
+    """Everything about DIR (and the config) that can be checked before the heavy work."""
+    if options.report and options.io_type != "io_stream":
+        raise InputError("--report needs --io-type io_stream (io_parallel designs have no inter-layer FIFOs)")
+    out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--hls-out is a file, not a directory: {out_dir}")
     if not out_dir.parent.is_dir():
         raise InputError(f"--hls-out parent directory does not exist: {out_dir.parent}")
+    target = out_dir.resolve()
+    for what, path in (("the output", output_path), ("the input", input_path)):
+        resolved = path.resolve()
+        if resolved == target or any(resolved.is_relative_to(target / name) for name in ENTRIES + (MANIFEST,)):
+            raise InputError(f"--hls-out {out_dir} would overwrite {what} {path}")
+    try:  # DIR is created in its parent, or the projects are staged in DIR (O_TMPFILE probe: no name appears)
+        with tempfile.TemporaryFile(dir=out_dir if out_dir.exists() else out_dir.parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"--hls-out {out_dir} is not writable ({exc.strerror})") from exc
+    if out_dir.exists():
+        ours = written_by_us(out_dir)
+        others = [p for p in out_dir.iterdir() if not p.name.startswith(STAGING_PREFIX)]
+        if others and ours is None and not options.force:
+            raise InputError(
+                f"--hls-out {out_dir} is not empty and holds no earlier onnx-fuse output: choose a new or empty "
+                "directory, or pass --force to add the projects next to its files"
+            )
+        foreign = foreign_entry(out_dir, (ours or set()) | ({MANIFEST} if ours is not None else set()))
+        if foreign is not None:
+            raise InputError(f"--hls-out: {foreign} exists and onnx-fuse did not write it; move it away first")
+    if options.config is not None:
+        read_config_overrides(options.config)
 
 
 def read_config_overrides(path: Path) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        with open_regular(path, "hls4ml config") as handle:
+            data = yaml.safe_load(handle)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"cannot read hls4ml config {path}: {first_line(exc)}") from exc
     if not isinstance(data, dict):
@@ -117,8 +181,6 @@ def hls_config(fused: onnx.ModelProto, options: HlsOptions) -> dict:
 
 
 def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOptions) -> HlsResult:
-    from hls_backend import run_csim
-    from hls_backend.csim import CsimError
     from hls_backend.preprocess import UnsupportedModelError
     from hls_backend.registration import UnsupportedHls4mlError
 
@@ -134,27 +196,59 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
         raise
     except Exception as exc:  # hls4ml's ONNX parser rejecting the graph (a layer or attribute it does not handle)
         raise InputError(f"hls4ml cannot convert this graph: {type(exc).__name__}: {first_line(exc)}") from exc
+    out_dir = options.out_dir
+    created = not out_dir.exists()
+    out_dir.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)).resolve()
+    mismatch = None
+    try:
+        try:
+            hls = build(fused, x, options, config, staging)
+        except ParityError as exc:  # complete projects that differ: kept for inspection, as the message says
+            mismatch = exc
+        install(staging, out_dir)
+    except BaseException:  # failed or interrupted: nothing half-built stays, DIR is as it was
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    if mismatch is not None:
+        raise mismatch
+    return hls
+
+
+def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: dict, staging: Path) -> HlsResult:
+    from hls_backend.csim import ChildProcesses, CsimError, run_csim
+
     common = dict(backend=options.backend, io_type=options.io_type, hls_config=config)
-    dirs = {True: options.out_dir / "fused", False: options.out_dir / "unfused"}
+    dirs = {True: staging / "fused", False: staging / "unfused"}
     log.info("hls4ml: converting, compiling and running both designs (C-sim on %d inputs) ...", len(x))
     # Each C-sim is its own child process: run the two side by side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = {fuse: pool.submit(run_csim, fused, x, dirs[fuse], fuse=fuse, **common) for fuse in dirs}
+    children, pool = ChildProcesses(), ThreadPoolExecutor(max_workers=2)
     outputs, seconds = {}, {}
-    for fuse, job in jobs.items():
-        label = "fused" if fuse else "unfused"
-        try:
-            result = job.result()
-        except CsimError as exc:
-            raise InputError(f"hls4ml C-sim of the {label} design failed: {last_line(exc)}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise InputError(f"hls4ml C-sim of the {label} design timed out after {exc.timeout:.0f} s") from exc
-        outputs[fuse] = result.y.reshape(len(x), -1)
-        seconds[f"{label}_compile"] = result.compile_seconds
-        seconds[f"{label}_predict"] = result.predict_seconds
+    try:
+        jobs = {fuse: pool.submit(run_csim, fused, x, dirs[fuse], fuse=fuse, children=children, **common) for fuse in dirs}
+        for fuse, job in jobs.items():
+            label = "fused" if fuse else "unfused"
+            try:
+                result = job.result()
+            except CsimError as exc:
+                raise InputError(f"hls4ml C-sim of the {label} design failed: {last_line(exc)}") from exc
+            except subprocess.TimeoutExpired as exc:
+                raise InputError(f"hls4ml C-sim of the {label} design timed out after {exc.timeout:.0f} s") from exc
+            outputs[fuse] = result.y.reshape(len(x), -1)
+            seconds[f"{label}_compile"] = result.compile_seconds
+            seconds[f"{label}_predict"] = result.predict_seconds
+    finally:
+        # On a failure or an interrupt the other design's child (and its g++) is killed too; the workers then
+        # remove their csim_job_* directories before we go on.
+        children.kill_all()
+        pool.shutdown(wait=True)
     diff = float(np.max(np.abs(outputs[True].astype(np.float64) - outputs[False]))) if x.size else 0.0
     exact = bool(np.array_equal(outputs[True], outputs[False]))
-    hls = HlsResult(dirs[True], dirs[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
+    final = {fuse: options.out_dir / path.name for fuse, path in dirs.items()}
+    hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
                     len(fused_nodes(fused)), seconds=seconds)
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess
@@ -162,13 +256,63 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
 
         hls.kept = kept_stages(dirs[True], preprocess(fused)[1])
     if options.report:
-        hls.report = write_report(fused, options, common, dirs)
+        hls.report = write_report(fused, options, common, dirs, staging)
+    for project in dirs.values():
+        name_final_dir(project, staging, options.out_dir)
     if not exact:
         raise ParityError(
             f"hls4ml C-sim of the fused design differs from the unfused one (max abs diff {diff:.3g} on "
             f"{len(x)} inputs); projects kept in {options.out_dir} for inspection, no ONNX file written"
         )
     return hls
+
+
+def name_final_dir(project: Path, staging: Path, out_dir: Path) -> None:
+    """hls4ml records the absolute OutputDir in hls4ml_config.yml: name where the project ends up, not staging."""
+    config = project / "hls4ml_config.yml"
+    if config.exists():
+        config.write_text(config.read_text().replace(str(staging), str(out_dir.resolve())))
+
+
+def install(staging: Path, out_dir: Path) -> None:
+    """Move the staged entries into DIR and the earlier run's entries out (into staging, removed with it)."""
+    new = sorted(p.name for p in staging.iterdir())
+    old = written_by_us(out_dir) or set()
+    foreign = foreign_entry(out_dir, old | {MANIFEST})
+    if foreign is not None:  # appeared during the run
+        raise InputError(f"--hls-out: {foreign} appeared during the run and onnx-fuse did not write it; nothing moved")
+    (staging / MANIFEST).write_text(json.dumps({"written_by": "onnx-fuse", "entries": new}) + "\n")
+    replaced = staging / ".replaced"
+    replaced.mkdir()
+    with interrupts_deferred():
+        for name in sorted(old | set(new)):
+            if (out_dir / name).exists() or (out_dir / name).is_symlink():
+                os.rename(out_dir / name, replaced / name)
+        for name in new + [MANIFEST]:
+            os.rename(staging / name, out_dir / name)
+    shutil.rmtree(staging)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM for a few renames, then deliver them: an interrupt must not leave DIR half old, half new.
+    (Python runs signal handlers in the main thread only; elsewhere there is nothing to defer.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in previous.items():
+        if callable(handler):
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if callable(handler):
+                signal.signal(sig, handler)
+        if caught:
+            previous[caught[0]](caught[0], None)
 
 
 def fused_in_write_back(project: Path) -> int:
@@ -178,20 +322,18 @@ def fused_in_write_back(project: Path) -> int:
     return (project / "firmware" / "parameters.h").read_text().count(MARKER)
 
 
-def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict) -> dict:
+def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict, staging: Path) -> dict:
     from hls_backend import convert_from_fused_onnx
     from hls_backend.resource_report import bar_chart, comparison_table, design_report, variants_table
 
-    if options.io_type != "io_stream":
-        raise InputError("--report needs --io-type io_stream (io_parallel designs have no inter-layer FIFOs)")
     with hls4ml_prints_to_debug_log():
         graphs = {fuse: convert_from_fused_onnx(fused, output_dir=dirs[fuse], fuse=fuse, **common) for fuse in dirs}
     tool = "vitis" if options.backend.lower() == "vitis" else "vivado"
     reports = {fuse: design_report(graphs[fuse], tool) for fuse in graphs}
     table = comparison_table(reports[False], reports[True])
     variants = variants_table(graphs[False], graphs[True])
-    bar_chart(reports[False], reports[True], options.out_dir / "report.png")
-    (options.out_dir / "report.md").write_text(
+    bar_chart(reports[False], reports[True], staging / "report.png")
+    (staging / "report.md").write_text(
         f"# onnx-fuse resource estimate ({options.backend}, io_stream)\n\n"
         f"Calibrated FIFO model (hls_backend/fifo_estimate.py); {tool} HLS, csynth estimate:\n\n{table}\n\n"
         f"FIFO BRAM_18K by tool and storage rule:\n\n{variants}\n\n![FIFO BRAM per layer](report.png)\n"

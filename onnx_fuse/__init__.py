@@ -1,8 +1,18 @@
 """onnx-fuse: fuse Conv->ReLU pairs into one `ConvRelu` node so hls4ml can build one dataflow stage per pair."""
 
-from onnx_fuse.fuse import FUSED_DOMAIN, fuse
-from onnx_fuse.normalise import normalise
-from onnx_fuse.pipeline import Options, Result, run
+from __future__ import annotations
+
+from onnx_fuse.lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["FUSED_DOMAIN", "Options", "Result", "fuse", "normalise", "run"]
+_EXPORTS = {
+    "FUSED_DOMAIN": "onnx_fuse.fuse",
+    "Options": "onnx_fuse.pipeline",
+    "Result": "onnx_fuse.pipeline",
+    "run": "onnx_fuse.pipeline",
+}
+__all__ = sorted(_EXPORTS)
+# Lazy: `onnx-fuse` and `python -m onnx_fuse` import this package before the CLI can install its signal
+# handlers; importing onnx/onnxscript here would leave a Ctrl-C during those seconds to a traceback.
+# fuse() and normalise() are not re-exported: the subpackages of the same names would shadow them once imported.
+__getattr__ = lazy_exports(__name__, _EXPORTS)

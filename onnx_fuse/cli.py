@@ -6,21 +6,34 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-EXIT_CODES = """exit codes:
+from onnx_fuse.errors import FuseError, Interrupted, interruption
+
+EXIT_CODES = """exit codes (every error is one line on stderr; with -q it is the only line):
   0  fused and written (parity checked unless --no-verify)
   1  internal error (a bug: rerun with -v and report it)
-  2  bad input: missing, unreadable or corrupt file, unsupported layer or shape, unwritable output
+  2  bad input: missing, unreadable, non-regular or corrupt file, unsupported layer or shape, a graph a library
+     cannot normalise or run, parity inputs over the memory budget, unwritable output, unusable --hls-out DIR
   3  parity check failed: the fused graph does not match the original; nothing written
+  130, 143  interrupted by SIGINT (Ctrl-C) or SIGTERM: child processes killed, temporary files removed,
+     nothing written
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints the usage first: every error here is one line
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="onnx-fuse",
         description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
         "fuse every Conv/Dense -> Relu/LeakyRelu/Clip pair into one onnx_fuse node such as ConvRelu\n"
@@ -46,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
     hls.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
     hls.add_argument("--config", type=Path, metavar="YML", help="hls4ml config overrides (Model:/LayerName: ...)")
     hls.add_argument("--report", action="store_true", help="FIFO/BRAM estimate fused vs unfused -> DIR/report.md")
+    hls.add_argument(
+        "--force", action="store_true",
+        help="allow a non-empty DIR that onnx-fuse did not write (its other files are still never touched)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="log every pass and change")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -61,13 +78,44 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def setup_logging(verbose: bool, quiet: bool) -> None:
+def setup_logging(verbose: bool, quiet: bool) -> logging.StreamHandler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("onnx-fuse: %(message)s"))
     ours = logging.getLogger("onnx_fuse")
     ours.handlers[:] = [handler]
     ours.propagate = False
     ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    return handler
+
+
+@contextmanager
+def native_noise_dropped(handler: logging.StreamHandler, verbose: bool) -> Iterator[None]:
+    """Native code writes to file descriptor 2 directly: onnxruntime logs a failed run in colour from the sessions
+    onnxslim creates for constant folding (onnxslim resets onnxruntime's log level on every call). Without -v, fd 2
+    points at /dev/null during the run and our own lines go to a duplicate of the real stderr."""
+    try:
+        real_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # stderr replaced in-process (pytest's capsys): nothing to do
+        real_fd2 = False
+    if verbose or not real_fd2:
+        yield
+        return
+    original = sys.stderr
+    original.flush()
+    ours = os.fdopen(os.dup(2), "w", buffering=1)
+    try:  # everything that changes fd 2 or sys.stderr inside: an interrupt at any point is undone by finally
+        sys.stderr = ours
+        handler.setStream(ours)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        ours.flush()
+        os.dup2(ours.fileno(), 2)
+        sys.stderr = original
+        handler.setStream(original)
+        ours.close()
 
 
 def normalise_line(passes) -> str:
@@ -98,8 +146,9 @@ def summary(result) -> str:
     lines += [f"  left unfused: {reason}" for reason in f.left_unfused]
     for p in result.parity:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
+        nonfinite = f", {p.nonfinite} non-finite output values" if p.nonfinite else ""
         lines.append(
-            f"  parity {p.name}: max abs err {p.max_abs_err:.3g} on {p.samples} inputs ({bound}) "
+            f"  parity {p.name}: max abs err {p.max_abs_err:.3g} on {p.samples} inputs ({bound}{nonfinite}) "
             f"{'ok' if p.ok else 'FAILED'}"
         )
     if not result.parity:
@@ -142,41 +191,78 @@ def as_json(result) -> str:
     )
 
 
+def raise_interrupted(signum: int, frame) -> None:
+    # Further signals are ignored from here on: a second Ctrl-C must not cut the cleanup (killing the C-sim process
+    # groups, removing temporary directories) short.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # a shell starts background jobs with SIGINT ignored: leave it so
+            signal.signal(sig, raise_interrupted)
+    try:
+        return run_cli(argv)
+    except BaseException as exc:
+        interrupt = interruption(exc)
+        if interrupt is None:
+            raise
+        name, code = (interrupt.args[0], interrupt.exit_code) if isinstance(interrupt, Interrupted) else ("SIGINT", 130)
+        print(f"onnx-fuse: interrupted by {name}: stopped, no output written", file=sys.stderr)
+        return code
+    finally:  # main() called from Python (the tests) gives the caller its handlers back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def check_counts(args: argparse.Namespace) -> str | None:
+    if args.samples < 1:
+        return "--samples must be at least 1"
+    if args.seed < 0:
+        return "--seed must be 0 or more"
+    if args.reuse_factor < 1:
+        return "--reuse-factor must be at least 1"
+    if args.hls_out is None and (args.report or args.config):
+        return "--report and --config need --hls-out DIR"
+    if args.hls_out is None and args.force:
+        return "--force needs --hls-out DIR"
+    return None
+
+
+def run_cli(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     quiet_libraries()
-    setup_logging(args.verbose, args.quiet or args.json)
-    from onnx_fuse.errors import FuseError
-    from hls_backend.hls_stage import HlsOptions
-    from onnx_fuse.pipeline import Options, run
-
-    if args.samples < 1:
-        print("onnx-fuse: error: --samples must be at least 1", file=sys.stderr)
+    handler = setup_logging(args.verbose, args.quiet or args.json)
+    problem = check_counts(args)
+    if problem:
+        print(f"onnx-fuse: error: {problem}", file=sys.stderr)
         return 2
-    if args.reuse_factor < 1:
-        print("onnx-fuse: error: --reuse-factor must be at least 1", file=sys.stderr)
-        return 2
-    hls = None
-    if args.hls_out is not None:
-        hls = HlsOptions(
-            args.hls_out, args.backend, args.io_type, args.strategy, args.precision, args.reuse_factor, args.config,
-            args.report,
-        )
-    elif args.report or args.config:
-        print("onnx-fuse: error: --report and --config need --hls-out DIR", file=sys.stderr)
-        return 2
-    options = Options(
-        verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, weights=args.weights, hls=hls
-    )
     try:
-        result = run(args.model, args.output, options)
-    except FuseError as exc:
-        print(f"onnx-fuse: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("onnx-fuse: interrupted; nothing written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: one line by default, the traceback with -v
+        from hls_backend.hls_stage import HlsOptions
+        from onnx_fuse.pipeline import Options, run
+
+        hls = None
+        if args.hls_out is not None:
+            hls = HlsOptions(
+                args.hls_out, args.backend, args.io_type, args.strategy, args.precision, args.reuse_factor,
+                args.config, args.report, args.force,
+            )
+        options = Options(
+            verify=not args.no_verify, samples=args.samples, seed=args.seed, data=args.data, weights=args.weights,
+            hls=hls,
+        )
+        with native_noise_dropped(handler, args.verbose):
+            result = run(args.model, args.output, options)
+    except Exception as exc:
+        if interruption(exc) is not None:  # a library's error raised because a signal interrupted it
+            raise
+        if isinstance(exc, FuseError):
+            print(f"onnx-fuse: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        # a bug: one line by default, the traceback with -v
         if args.verbose:
             traceback.print_exc()
         print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
@@ -185,4 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(as_json(result) if args.json else summary(result))
     except BrokenPipeError:  # e.g. piped into `head`
         pass
+    except Interrupted as exc:
+        print(f"onnx-fuse: interrupted by {exc.args[0]} after writing {result.output}", file=sys.stderr)
+        return exc.exit_code
     return 0

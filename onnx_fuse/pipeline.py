@@ -11,7 +11,7 @@ from typing import Iterator
 
 import onnx
 
-from onnx_fuse.errors import ParityError
+from onnx_fuse.errors import ParityError, library_failures_are_input_errors
 from onnx_fuse import qonnx_ops
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.qkeras import qkeras_to_qonnx
@@ -59,12 +59,13 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     def stage(name: str, what: str) -> Iterator[None]:
         log.info("%s ...", what)
         start = time.perf_counter()
-        yield
+        with library_failures_are_input_errors(name):  # see there: where "bad graph" ends and "our bug" begins
+            yield
         seconds[name] = time.perf_counter() - start
 
     check_output_path(input_path, output_path)
     if options.hls is not None:
-        check_hls_out(options.hls.out_dir)
+        check_hls_out(options.hls, input_path, output_path)
     with stage("load", f"loading {input_path}"):
         source = load(input_path, options.weights)
     with stage("export", EXPORTING[source.loader if source.loader in EXPORTING else source.kind]):
@@ -73,7 +74,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv/Dense -> activation pairs"):
         fused, fusion = fuse(normalised)
-    feeds = make_feeds(normalised, options.samples, options.seed, options.data)
+    feeds = make_feeds(normalised, options.samples, options.seed, options.data) if options.verify or options.hls else {}
     parity, hls = [], None
     if options.verify:
         with stage("verify", "checking parity in onnxruntime"):
@@ -116,6 +117,10 @@ def verify(
     parity = check_parity(reference, name, normalised, fused, feeds)
     failed = [p for p in parity if not p.ok]
     if failed:
-        detail = "; ".join(f"{p.name}: max abs err {p.max_abs_err:.3g} > allowed" for p in failed)
+        detail = "; ".join(
+            f"{p.name}: max abs err {p.max_abs_err:.3g} > allowed"
+            + (f" ({p.nonfinite} non-finite output values, not the same NaN/inf on both sides)" if p.nonfinite else "")
+            for p in failed
+        )
         raise ParityError(f"parity check failed ({detail}); nothing written")
     return parity

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -11,8 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from onnx_fuse.errors import InputError
-from onnx_fuse.errors import first_line
+from onnx_fuse.errors import InputError, first_line
+from onnx_fuse.regular_file import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,9 @@ Feeds = dict[str, np.ndarray]
 # float32 graphs computed in another order (Keras vs onnxruntime, BatchNorm folded by onnxslim).
 REFERENCE_ATOL = 1e-4
 REFERENCE_RTOL = 1e-4
+# Memory the parity inputs and outputs may take (feeds drawn as float64 then cast, outputs held three times:
+# reference, unfused, fused). Beyond it a run would swap for minutes or die in a MemoryError.
+MEMORY_BUDGET = 2 << 30
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Parity:
     atol: float
     rtol: float
     ok: bool
+    nonfinite: int = 0  # output values that are NaN or +-inf (equal when both sides have the same one there)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -39,7 +45,7 @@ def session(model: onnx.ModelProto) -> ort.InferenceSession:
     """A CPU session with every graph optimisation off: ORT would otherwise re-fuse Conv+Relu itself (~2e-6)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: a failed run is our one error line, not ORT's coloured log
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -82,26 +88,100 @@ def random_feeds(model: onnx.ModelProto, samples: int, seed: int) -> Feeds:
     }
 
 
-def load_data(path: Path, model: onnx.ModelProto) -> Feeds:
-    """Real inputs from .npy (single-input models) or .npz (arrays keyed by input name, or `x`)."""
+def budget_bytes(model: onnx.ModelProto, count: int) -> int:
+    per_input = sum(math.prod(shape[1:]) * (8 + dtype.itemsize) for _, shape, dtype in input_specs(model))
+    per_output = 0
+    for value in model.graph.output:
+        tensor = value.type.tensor_type
+        if tensor.elem_type:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+            per_output += 3 * math.prod(d.dim_value for d in tensor.shape.dim[1:]) * itemsize
+    return count * (per_input + per_output)
+
+
+def check_budget(model: onnx.ModelProto, count: int) -> None:
+    need = budget_bytes(model, count)
+    if need > MEMORY_BUDGET:
+        raise InputError(
+            f"the parity checks on {count} inputs would need {need / 2**30:.3g} GiB, over the memory budget of "
+            f"{MEMORY_BUDGET / 2**30:g} GiB: lower --samples, pass fewer --data rows, or check a smaller model"
+        )
+
+
+def check_dtype(key: str, dtype: np.dtype, path: Path) -> None:
+    # bool, integers and floats cast exactly enough; complex, datetime, strings, objects and records would be
+    # cast silently (or not at all) into something the user never meant.
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        raise InputError(f"test data '{key}' in {path} has dtype {dtype}: only bool, integer and float arrays")
+
+
+def array_header(handle, key: str, path: Path) -> tuple[int, ...]:
+    """The shape in an .npy header, its dtype checked, before any data is read (a header can declare terabytes)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     try:
-        loaded = np.load(path, allow_pickle=False)
+        version = np.lib.format.read_magic(handle)
+        if version not in readers:  # 3.0 exists only for structured dtypes with non-ASCII field names
+            raise ValueError(f".npy format version {version[0]}.{version[1]}")
+        shape, _, dtype = readers[version](handle)
     except Exception as exc:
-        raise InputError(f"cannot read test data {path}: {first_line(exc)}") from exc
-    arrays = {"x": loaded} if isinstance(loaded, np.ndarray) else dict(loaded)
+        raise InputError(f"test data '{key}' in {path} is not a readable .npy array: {first_line(exc)}") from exc
+    check_dtype(key, dtype, path)
+    return shape
+
+
+def cast_exactly(data: np.ndarray, dtype: np.dtype, key: str, path: Path) -> np.ndarray:
+    """data as the graph's input dtype; refuse values the cast would change (a float over float32's range becomes inf,
+    0.5 fed to an integer input becomes 0)."""
+    out = data.astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        lost = np.isinf(out) & np.isfinite(data) if dtype.kind == "f" else out != data
+    if np.any(lost):
+        raise InputError(f"test data '{key}' in {path} has values that {dtype} cannot hold, e.g. {data[lost][0]}")
+    return out
+
+
+def load_data(path: Path, model: onnx.ModelProto, extra_samples: int = 0) -> Feeds:
+    """Real inputs from .npy (single-input models) or .npz (arrays keyed by input name, or `x`).
+
+    Each needed array's header (dtype, shape, size against the memory budget with `extra_samples` random inputs on
+    top) is checked before its data is read; .npz members that no input needs are never read.
+    """
     specs = input_specs(model)
-    feeds = {}
-    for name, shape, dtype in specs:
-        key = name if name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
-        if key is None:
-            raise InputError(f"test data {path} has no array for input '{name}' (keys: {', '.join(arrays)})")
-        data = arrays[key]
-        if tuple(data.shape[1:]) != tuple(shape[1:]):
-            raise InputError(
-                f"test data '{key}' has shape {data.shape}, input '{name}' needs (N, {', '.join(map(str, shape[1:]))})"
-            )
-        feeds[name] = data.astype(dtype)
-    return feeds
+    with open_regular(path, "test data") as handle:
+        is_npz = zipfile.is_zipfile(handle)
+        handle.seek(0)
+        archive = np.load(handle, allow_pickle=False) if is_npz else None
+        keys = archive.files if archive is not None else ["x"]
+        chosen, rows = {}, set()
+        for name, shape, _ in specs:
+            key = name if name in keys else ("x" if len(specs) == 1 and "x" in keys else None)
+            if key is None:
+                raise InputError(f"test data {path} has no array for input '{name}' (keys: {', '.join(keys)})")
+            found = member_header(archive, key, path) if archive is not None else array_header(handle, key, path)
+            if len(found) != len(shape) or tuple(found[1:]) != tuple(shape[1:]):
+                raise InputError(
+                    f"test data '{key}' has shape {found}, input '{name}' needs (N, {', '.join(map(str, shape[1:]))})"
+                )
+            chosen[name], rows = key, rows | {found[0]}
+        if len(rows) > 1:
+            raise InputError(f"test data {path} has different numbers of rows per input: {sorted(rows)}")
+        check_budget(model, max(rows, default=0) + extra_samples)
+        feeds = {}
+        for name, _, dtype in specs:
+            key = chosen[name]
+            handle.seek(0)
+            try:
+                data = archive[key] if archive is not None else np.load(handle, allow_pickle=False)
+            except Exception as exc:
+                raise InputError(f"cannot read test data '{key}' from {path}: {first_line(exc)}") from exc
+            feeds[name] = cast_exactly(data, dtype, key, path)
+        return feeds
+
+
+def member_header(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> tuple[int, ...]:
+    member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key  # NpzFile's keys drop ".npy"
+    with archive.zip.open(member) as handle:
+        return array_header(handle, key, path)
 
 
 def compare(name: str, expected: list[np.ndarray], actual: list[np.ndarray], atol: float, rtol: float) -> Parity:
@@ -109,11 +189,24 @@ def compare(name: str, expected: list[np.ndarray], actual: list[np.ndarray], ato
         shapes = [e.shape for e in expected], [a.shape for a in actual]
         log.debug("%s: output shapes differ: %s vs %s", name, *shapes)
         return Parity(name, 0, float("inf"), atol, rtol, False)
-    err = max(float(np.max(np.abs(e.astype(np.float64) - a))) if e.size else 0.0 for e, a in zip(expected, actual))
-    ok = all(np.all(np.abs(e.astype(np.float64) - a) <= atol + rtol * np.abs(e)) for e, a in zip(expected, actual))
+    err, ok, nonfinite = 0.0, True, 0
+    for e, a in zip(expected, actual):
+        e, a = e.astype(np.float64), a.astype(np.float64)
+        finite = np.isfinite(e) & np.isfinite(a)
+        # The same NaN or inf on both sides is agreement (a graph that overflows, or NaN in --data, overflows the
+        # same way fused); inf against a number, or +inf against -inf, is an infinite error.
+        with np.errstate(invalid="ignore"):
+            same = finite | (np.isnan(e) & np.isnan(a)) | (e == a)
+        nonfinite += int(np.count_nonzero(~finite))
+        if not np.all(same):
+            err, ok = float("inf"), False
+        diff = np.abs(e[finite] - a[finite])
+        if diff.size:
+            err = max(err, float(diff.max()))
+            ok = ok and bool(np.all(diff <= atol + rtol * np.abs(e[finite])))
     samples = len(expected[0]) if expected else 0
-    log.debug("%s: max abs err %.3g over %d samples", name, err, samples)
-    return Parity(name, samples, err, atol, rtol, bool(ok))
+    log.debug("%s: max abs err %.3g over %d samples, %d non-finite values", name, err, samples, nonfinite)
+    return Parity(name, samples, err, atol, rtol, ok, nonfinite)
 
 
 def check_parity(
@@ -132,8 +225,10 @@ def check_parity(
 
 
 def make_feeds(model: onnx.ModelProto, samples: int, seed: int, data: Path | None) -> Feeds:
+    real = load_data(data, model, extra_samples=samples) if data is not None else None
+    if real is None:
+        check_budget(model, samples)
     feeds = random_feeds(model, samples, seed)
-    if data is not None:
-        real = load_data(data, model)
+    if real is not None:
         feeds = {name: np.concatenate([real[name], feeds[name]]) for name in feeds}
     return feeds
