@@ -147,8 +147,10 @@ def summary(result) -> str:
     for p in result.parity:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
         nonfinite = f", {p.nonfinite} non-finite output values" if p.nonfinite else ""
+        # top-1 agreement matters against the source model (QKeras, Keras); fused vs unfused is exact anyway
+        top1 = f", top-1 agrees on {p.argmax_agree}/{p.samples}" if p.argmax_agree is not None and p.atol else ""
         lines.append(
-            f"  parity {p.name}: max abs err {p.max_abs_err:.3g} on {p.samples} inputs ({bound}{nonfinite}) "
+            f"  parity {p.name}: max abs err {p.max_abs_err:.3g}{top1} on {p.samples} inputs ({bound}{nonfinite}) "
             f"{'ok' if p.ok else 'FAILED'}"
         )
     if not result.parity:

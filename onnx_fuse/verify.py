@@ -36,6 +36,7 @@ class Parity:
     rtol: float
     ok: bool
     nonfinite: int = 0  # output values that are NaN or +-inf (equal when both sides have the same one there)
+    argmax_agree: int | None = None  # samples whose top-1 class agrees, for a single (N, classes) output
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -206,7 +207,10 @@ def compare(name: str, expected: list[np.ndarray], actual: list[np.ndarray], ato
             ok = ok and bool(np.all(diff <= atol + rtol * np.abs(e[finite])))
     samples = len(expected[0]) if expected else 0
     log.debug("%s: max abs err %.3g over %d samples, %d non-finite values", name, err, samples, nonfinite)
-    return Parity(name, samples, err, atol, rtol, ok, nonfinite)
+    agree = None
+    if len(expected) == 1 and expected[0].ndim == 2 and expected[0].shape[1] > 1:
+        agree = int(np.count_nonzero(expected[0].argmax(1) == actual[0].argmax(1)))
+    return Parity(name, samples, err, atol, rtol, ok, nonfinite, agree)
 
 
 def check_parity(

@@ -239,3 +239,18 @@ def test_keras_v3_archive_detected_loaded_and_exported(tmp_path):
     x = np.random.default_rng(4).normal(0, 2, (4, 12, 2)).astype(np.float32)
     y = run_qonnx(qkeras_to_qonnx(load_qkeras(path)).model, x)
     assert np.array_equal(y, np.asarray(model(x, training=False)))
+
+
+def test_cli_on_the_original_tiny2_unchanged(models_dir, tmp_path, capsys):
+    """The 2021 project's own QKeras file: 5 pairs fused, QKeras vs QONNX exact with 100% top-1 agreement on the
+    100 original images (and 16 random inputs), fused vs unfused exact."""
+    from onnx_fuse.cli import main
+
+    out = tmp_path / "t.onnx"
+    args = [str(models_dir / "tiny2_qkeras.h5"), str(out), "--data", str(models_dir / "tiny2_qkeras.npz"), "-q"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "fused 5 Conv->Relu pairs into onnx_fuse::ConvRelu" in text
+    assert "parity qkeras vs onnx: max abs err 0, top-1 agrees on 116/116 on 116 inputs" in text
+    assert "parity onnx vs fused: max abs err 0 on 116 inputs (exact) ok" in text
+    assert {n.op_type for n in onnx.load(out).graph.node} >= {"ConvRelu", "Quant"}
