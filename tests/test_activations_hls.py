@@ -71,3 +71,13 @@ def test_activation_in_write_back_default_io(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_activation_in_write_back_other_io(name: str, tmp_path: Path) -> None:
     check_case(name, "io_stream" if CASES[name][5] == "io_parallel" else "io_parallel", tmp_path)
+
+
+def test_register_refuses_an_hls4ml_it_was_not_written_for(monkeypatch) -> None:
+    import hls4ml
+
+    from hls_backend.registration import UnsupportedHls4mlError, register
+
+    monkeypatch.setattr(hls4ml, "__version__", "1.4.0")
+    with pytest.raises(UnsupportedHls4mlError, match="written for hls4ml 1.3.x, found 1.4.0"):
+        register()
