@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from contextlib import contextmanager
@@ -45,6 +46,20 @@ class Result:
     model: onnx.ModelProto | None = field(default=None, repr=False)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside a stage. onnx_ir and onnxslim hold a graph as hundreds of thousands of
+    small objects, which each collection rescans: fuse took 181 instead of 118 us per node at 10,000 nodes, and the
+    gap grows with the graph. Reference counting still frees everything; the cycles wait until the stage ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run(input_path: Path, output_path: Path, options: Options | None = None) -> Result:
     options = options or Options()
     seconds: dict[str, float] = {}
@@ -53,7 +68,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     def stage(name: str, what: str) -> Iterator[None]:
         log.info("%s ...", what)
         start = time.perf_counter()
-        yield
+        with gc_paused():
+            yield
         seconds[name] = time.perf_counter() - start
 
     check_output_path(input_path, output_path)
