@@ -13,8 +13,8 @@ def apply_rules(
 ) -> tuple[onnx.ModelProto, list[str]]:
     """`what` describes one rewrite for the pass's change list; the model is returned as is when nothing matched.
 
-    `ops`, if given, are op types every rule's pattern contains: a graph with none of them cannot match, and
-    skipping the onnx_ir round trip (~0.1 ms per node, twice) keeps a pass that has nothing to do nearly free.
+    `ops`, if given, holds at least one op type of every rule's pattern: a graph with none of them cannot match,
+    and skipping the onnx_ir round trip (~0.1 ms per node, twice) keeps a pass that has nothing to do nearly free.
     """
     if ops is not None and not any(node.op_type in ops for node in model.graph.node):
         return model, []
