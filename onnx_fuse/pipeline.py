@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from contextlib import contextmanager
@@ -51,6 +52,20 @@ class Result:
     model: onnx.ModelProto | None = field(default=None, repr=False)
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside a stage. onnx_ir and onnxslim hold a graph as hundreds of thousands of
+    small objects, which each collection rescans: fuse took 181 instead of 118 us per node at 10,000 nodes, and the
+    gap grows with the graph. Reference counting still frees everything; the cycles wait until the stage ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run(input_path: Path, output_path: Path, options: Options | None = None) -> Result:
     options = options or Options()
     seconds: dict[str, float] = {}
@@ -59,7 +74,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     def stage(name: str, what: str) -> Iterator[None]:
         log.info("%s ...", what)
         start = time.perf_counter()
-        with library_failures_are_input_errors(name):  # see there: where "bad graph" ends and "our bug" begins
+        # see library_failures_are_input_errors: where "bad graph" ends and "our bug" begins
+        with library_failures_are_input_errors(name), gc_paused():
             yield
         seconds[name] = time.perf_counter() - start
 

@@ -12,7 +12,7 @@ import pytest
 
 import hls_backend
 from onnx_fuse.verify import run_onnx
-from test_hls_backend import MODELS, N_INPUTS, assert_fused_design, csim_pair, make_onnx
+from test_hls_backend import MODELS, N_INPUTS, assert_fused_design, csim_pair
 
 
 def digits_like(model: str, seed: int, scale: float) -> np.ndarray:
@@ -43,14 +43,14 @@ CASES = {
 }
 
 
-def check_case(name: str, io_type: str, tmp_path: Path) -> None:
+def check_case(name: str, io_type: str, keras_graphs, compiled) -> None:
     path, op, stage, pairs, scale, _ = CASES[name]
-    normalised, fused, fused_pairs = make_onnx(MODELS / path)
+    normalised, fused, fused_pairs = keras_graphs(path)
     assert fused_pairs == pairs
     x = digits_like(path.split(".")[0], 11, scale)
     # Wide enough to follow onnxruntime closely, rounding + saturating so the two casts of the write-back matter.
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<24,10,AP_RND,AP_SAT>")
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type, stage=stage)
@@ -63,14 +63,14 @@ def check_case(name: str, io_type: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_activation_in_write_back_default_io(name: str, tmp_path: Path) -> None:
-    check_case(name, CASES[name][5], tmp_path)
+def test_activation_in_write_back_default_io(name: str, keras_graphs, compiled) -> None:
+    check_case(name, CASES[name][5], keras_graphs, compiled)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
-def test_activation_in_write_back_other_io(name: str, tmp_path: Path) -> None:
-    check_case(name, "io_stream" if CASES[name][5] == "io_parallel" else "io_parallel", tmp_path)
+def test_activation_in_write_back_other_io(name: str, keras_graphs, compiled) -> None:
+    check_case(name, "io_stream" if CASES[name][5] == "io_parallel" else "io_parallel", keras_graphs, compiled)
 
 
 def test_register_refuses_an_hls4ml_it_was_not_written_for(monkeypatch) -> None:

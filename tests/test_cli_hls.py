@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
+import onnx
+import pytest
+from onnx import helper
 
 from conftest import MODELS
+from hls_backend import project
 from onnx_fuse.cli import main
+
+
+def attribute(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def test_hls_stage_is_bit_exact_and_reports_the_saving(tmp_path, capsys):
@@ -84,45 +94,58 @@ def test_global_average_pool_is_refused_on_the_hls_path(tmp_path, capsys):
     assert main([str(src), str(out), "-q"]) == 0  # the ONNX-only job is fine: onnxruntime computes it correctly
 
 
-def test_depthwise_pairs_apply_their_relu_in_the_write_back(tmp_path, capsys):
-    """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs, and hls4ml applies both ReLUs in the write-back
-    (depthwise convs cast through their mult config too)."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 3))
-    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inp)
-    h = keras.layers.SeparableConv2D(4, 3, activation="relu")(h)
-    src = tmp_path / "dw.keras"
-    keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(h))).save(src)
-    code = main([str(src), str(tmp_path / "dw.onnx"), "--hls-out", str(tmp_path / "hls"), "-q", "--samples", "64",
-                 "--precision", "ap_fixed<12,4,AP_RND,AP_SAT>"])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "fused 2 Conv->Relu pairs" in out and "bit-exact on 64 inputs" in out
-    assert "hls4ml: 2 of 2 pairs apply their activation in the layer's write-back" in out
-    assert "keep an activation stage" not in out
-
-
-def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(tmp_path, capsys):
-    """Conv -> BN -> Add(skip) -> Relu must stay unfused; the Conv -> Relu before it fuses; hls4ml agrees bit for bit."""
+@pytest.fixture(scope="module")
+def multi_pattern(tmp_path_factory) -> dict:
+    """One Keras model and one CLI run with --hls-out serve the depthwise and the residual checks (one pair of
+    hls4ml projects instead of two): DepthwiseConv2D -> ReLU, SeparableConv2D -> ReLU, then a residual block
+    Conv -> ReLU, Conv -> BN -> Add(skip) -> ReLU. Returns the printed summary, the fused graph and the hls dir."""
     import keras
 
     keras.utils.set_random_seed(1)
-    inp = keras.Input((8, 8, 4))
-    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer="random_normal")(inp)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(inp)
+    h = keras.layers.SeparableConv2D(4, 3, activation="relu")(h)
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer="random_normal")(h)
     b = keras.layers.BatchNormalization(
         beta_initializer="random_normal", moving_mean_initializer="random_normal"
     )(keras.layers.Conv2D(4, 3, padding="same")(a))
     out = keras.layers.ReLU()(keras.layers.Add()([b, a]))
-    src = tmp_path / "res.keras"
+    tmp = tmp_path_factory.mktemp("multi")
+    src, fused = tmp / "multi.keras", tmp / "multi.onnx"
     keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(out))).save(src)
-    code = main([str(src), str(tmp_path / "res.onnx"), "--hls-out", str(tmp_path / "hls"), "-q", "--samples", "64",
-                 "--precision", "ap_fixed<14,6,AP_RND,AP_SAT>"])
-    text = capsys.readouterr().out
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main([str(src), str(fused), "--hls-out", str(tmp / "hls"), "-q", "--samples", "64",
+                     "--precision", "ap_fixed<14,6,AP_RND,AP_SAT>"])
     assert code == 0
-    assert "fused 1 Conv->Relu pair into" in text and "bit-exact on 64 inputs" in text
-    assert "hls4ml: 1 of 1 pairs apply their activation" in text
+    return {"text": stdout.getvalue(), "fused": onnx.load(fused), "hls": tmp / "hls"}
+
+
+def test_depthwise_pairs_apply_their_relu_in_the_write_back(multi_pattern):
+    """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs, and hls4ml applies both ReLUs in the write-back
+    (depthwise convs cast through their mult config too)."""
+    text, fused, hls = multi_pattern["text"], multi_pattern["fused"], multi_pattern["hls"]
+    fused_convs = [n for n in fused.graph.node if n.op_type == "ConvRelu"]
+    # 3 pairs: the depthwise conv, the separable's pointwise conv, the residual block's first conv
+    assert len(fused_convs) == 3 and sum(attribute(n, "group", 1) > 1 for n in fused_convs) == 1
+    assert "fused 3 Conv->Relu pairs" in text and "bit-exact on 64 inputs" in text
+    assert "hls4ml: 3 of 3 pairs apply their activation in the layer's write-back" in text
+    assert "keeps its" not in text
+    fused_relus = [name for call, name in project.layer_calls(hls / "fused") if call == "relu"]
+    unfused_relus = [name for call, name in project.layer_calls(hls / "unfused") if call == "relu"]
+    assert len(unfused_relus) == 4 and len(fused_relus) == 1  # only the residual block's Add -> ReLU stays
+
+
+def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(multi_pattern):
+    """Conv -> BN -> Add(skip) -> Relu must stay unfused; the Conv -> Relu before it fuses; hls4ml agrees bit for bit."""
+    text, fused = multi_pattern["text"], multi_pattern["fused"]
+    producer = {out: node for node in fused.graph.node for out in node.output}
+    (add,) = [n for n in fused.graph.node if n.op_type == "Add"]
+    assert sorted(producer[name].op_type for name in add.input) == ["Conv", "ConvRelu"]  # BN folded, not fused
+    assert producer[add.output[0]].op_type == "Add" and any(
+        n.op_type == "Relu" and n.input[0] == add.output[0] for n in fused.graph.node
+    )
+    assert "hls4ml C-sim fused vs unfused: bit-exact on 64 inputs" in text
 
 
 def test_max_and_clip_spellings_reach_hls4ml_as_fused_relus(tmp_path, capsys):

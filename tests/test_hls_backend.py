@@ -1,8 +1,9 @@
 """hls_backend against real hls4ml 1.3 C-simulation (g++, no Vivado needed): fused vs unfused must be bit-exact.
 
 The unfused reference is onnx-fuse's normalised graph converted with the SAME hls4ml config; every C-sim runs in
-a child process (hls_backend.run_csim) so a C++ assert cannot take pytest down. Default tests take ~1-2 minutes;
-the full backend x io_type x strategy matrix is marked slow (`pytest -m slow`).
+a child process (hls_backend.run_csim) so a C++ assert cannot take pytest down. C-sim results come from the
+session-wide `compiled` fixture (conftest.py), so a model + config + inputs is compiled once per session. The full
+backend x io_type x strategy matrix is marked slow (`pytest -m slow`).
 """
 
 from __future__ import annotations
@@ -25,26 +26,14 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 N_INPUTS = 200  # tiny2 io_stream C-sim costs ~0.13 s per input
 
 
-def make_onnx(path: Path) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
-    """(normalised unfused graph, fused graph, number of fused pairs), via onnx_fuse's own steps."""
-    from onnx_fuse.export import keras_to_onnx
-    from onnx_fuse.fuse import fuse
-    from onnx_fuse.load import load
-    from onnx_fuse.normalise import normalise
-
-    normalised, _ = normalise(keras_to_onnx(load(path).keras_model))
-    fused, report = fuse(normalised)
-    return normalised, fused, report.pairs
+@pytest.fixture
+def tiny2(keras_graphs) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
+    return keras_graphs("tiny2_float.h5")
 
 
-@pytest.fixture(scope="module")
-def tiny2() -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
-    return make_onnx(MODELS / "tiny2_float.h5")
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
-    return make_onnx(MODELS / "digits_cnn.h5")
+@pytest.fixture
+def digits(keras_graphs) -> tuple[onnx.ModelProto, onnx.ModelProto, int]:
+    return keras_graphs("digits_cnn.h5")
 
 
 def tiny2_inputs() -> np.ndarray:
@@ -103,12 +92,16 @@ def without_relus(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def csim_pair(fused, reference, x, tmp_path: Path, **kwargs):
-    """Fused and unfused C-sim side by side: each is its own child process, so two cores halve the wait."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        got = pool.submit(run_csim, fused, x, tmp_path / "fused", fuse=True, **kwargs)
-        ref = pool.submit(run_csim, reference, x, tmp_path / "unfused", fuse=False, **kwargs)
-        return got.result(), ref.result()
+def csim_all(compiled, *jobs: tuple[onnx.ModelProto, np.ndarray, dict]) -> list:
+    """Several C-sims side by side: each is its own child process (one g++ each), so the cores share the wait."""
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(compiled, model, x, **options) for model, x, options in jobs]
+        return [f.result() for f in futures]
+
+
+def csim_pair(compiled, fused, reference, x, **kwargs):
+    """Fused and unfused C-sim of one config, side by side."""
+    return csim_all(compiled, (fused, x, dict(fuse=True, **kwargs)), (reference, x, dict(fuse=False, **kwargs)))
 
 
 def assert_fused_design(
@@ -150,35 +143,37 @@ def test_pair_marks_survive_qonnx(tiny2) -> None:
     assert all(producers[n.input[0]] == "Conv" for n in graph.graph.node if n.name in marks)
 
 
-def test_tiny2_vivado_stream_resource_bit_exact(tiny2, tmp_path: Path) -> None:
+def test_tiny2_vivado_stream_resource_bit_exact(tiny2, compiled) -> None:
     """Representative default: tiny2 with its original rounding/saturating precisions, Vivado io_stream Resource."""
     normalised, fused, pairs = tiny2
     assert pairs == 5
     x = tiny2_inputs()
     cfg = tiny2_original_config(fused, pairs)
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_stream", hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type="io_stream", hls_config=cfg)
     assert got.y.shape == (N_INPUTS, 10)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50  # not a degenerate all-zero / saturated output
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
 
 
-def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, tmp_path: Path) -> None:
+def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> None:
     """digits_cnn io_parallel Latency: fused == unfused, and != the same model without ReLUs (a lost ReLU shows)."""
     normalised, fused, pairs = digits
     assert pairs == 2
     x = digits_inputs()
     cfg = hls_backend.config_from_fused_onnx(fused)
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    common = dict(backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    got, ref, conv_only = csim_all(
+        compiled, (fused, x, dict(fuse=True, **common)), (normalised, x, dict(fuse=False, **common)),
+        (without_relus(normalised), x, dict(fuse=False, **common)),
+    )
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_parallel")
-    conv_only = run_csim(without_relus(normalised), x, tmp_path / "conv_only", fuse=False, io_type="io_parallel",
-                         backend="Vivado", hls_config=cfg)
     differs = np.any(got.y != conv_only.y, axis=1)
     assert differs.mean() > 0.5, f"only {differs.sum()} of {len(x)} outputs differ from the ReLU-less model"
 
 
-def test_digits_wide_types_match_onnxruntime(digits, tmp_path: Path) -> None:
+def test_digits_wide_types_match_onnxruntime(digits, compiled) -> None:
     """Bit-exact with the unfused hls4ml model is not enough (both could be wrong the same way): with wide types
     the fused design must also compute what onnxruntime computes on the file."""
     import onnxruntime as ort
@@ -186,7 +181,7 @@ def test_digits_wide_types_match_onnxruntime(digits, tmp_path: Path) -> None:
     _, fused, _ = digits
     x = digits_inputs()
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<32,16>")
-    got = run_csim(fused, x, tmp_path / "wide", io_type="io_parallel", hls_config=cfg)
+    got = compiled(fused, x, io_type="io_parallel", hls_config=cfg)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(fused.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -224,7 +219,7 @@ def small_nchw_model() -> onnx.ModelProto:
     return model
 
 
-def test_biasless_and_unfusable_pair(tmp_path: Path) -> None:
+def test_biasless_and_unfusable_pair(compiled) -> None:
     from onnx_fuse.fuse import fuse
     from onnx_fuse.normalise import normalise
 
@@ -233,7 +228,7 @@ def test_biasless_and_unfusable_pair(tmp_path: Path) -> None:
     assert report.pairs == 1
     x = (np.random.default_rng(2).integers(-64, 64, (N_INPUTS, 2, 8, 8)) / 16).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused)
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type="io_parallel", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, 1, "io_parallel", unfused_relus=2)
 
@@ -270,7 +265,7 @@ MATRIX = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
-def test_matrix_bit_exact(tiny2, digits, tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
+def test_matrix_bit_exact(tiny2, digits, compiled, backend: str, io_type: str, strategy: str) -> None:
     """io_stream on tiny2 (32x32x3, 5 pairs); io_parallel on digits_cnn (8x8x1, 2 pairs), because hls4ml's
     io_parallel im2col code for tiny2's 32x32 maps takes g++ many minutes."""
     if io_type == "io_stream":
@@ -284,7 +279,7 @@ def test_matrix_bit_exact(tiny2, digits, tmp_path: Path, backend: str, io_type: 
         normalised, fused, pairs = digits
         x = digits_inputs()
         cfg = digits_rounding_config(fused, pairs, strategy)
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend=backend, io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend=backend, io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
@@ -292,17 +287,17 @@ def test_matrix_bit_exact(tiny2, digits, tmp_path: Path, backend: str, io_type: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,strategy", [(b, s) for b in ("Vivado", "Vitis") for s in ("Latency", "Resource")])
-def test_digits_io_stream_bit_exact(digits, tmp_path: Path, backend: str, strategy: str) -> None:
+def test_digits_io_stream_bit_exact(digits, compiled, backend: str, strategy: str) -> None:
     normalised, fused, pairs = digits
     cfg = digits_rounding_config(fused, pairs, strategy)
-    got, ref = csim_pair(fused, normalised, digits_inputs(), tmp_path, backend=backend, io_type="io_stream",
+    got, ref = csim_pair(compiled, fused, normalised, digits_inputs(), backend=backend, io_type="io_stream",
                          hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
 
 
 @pytest.mark.slow
-def test_tiny2_wrapping_types_need_both_casts(tiny2, tmp_path: Path) -> None:
+def test_tiny2_wrapping_types_need_both_casts(tiny2, compiled) -> None:
     """Narrow rounding + WRAPPING conv result, rounding + saturating ReLU result: the pre-ReLU cast wraps, so a
     single cast to the ReLU type would differ; fused must still equal unfused."""
     normalised, fused, pairs = tiny2
@@ -311,19 +306,19 @@ def test_tiny2_wrapping_types_need_both_casts(tiny2, tmp_path: Path) -> None:
     for i in range(pairs):
         cfg["LayerName"][f"Conv_{i}"]["Precision"]["result"] = "ap_fixed<7,3,AP_RND_CONV,AP_WRAP>"
         cfg["LayerName"][f"Relu_{i}"]["Precision"]["result"] = "ap_ufixed<6,2,AP_RND,AP_SAT>"
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_stream", hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type="io_stream", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
 
 
-def test_conv1d_io_stream_bit_exact(tmp_path: Path) -> None:
+def test_conv1d_io_stream_bit_exact(keras_graphs, compiled) -> None:
     """Keras Conv1D (normalised into a true 1-D Conv by onnx_fuse) through hls4ml's Conv1D path, fused vs unfused."""
-    normalised, fused, pairs = make_onnx(MODELS / "digits_conv1d.keras")
+    normalised, fused, pairs = keras_graphs("digits_conv1d.keras")
     assert pairs == 2
     stored = np.load(MODELS / "digits_conv1d.npz")["x"]
     rng = np.random.default_rng(3)
     x = np.concatenate([stored, rng.integers(0, 17, (N_INPUTS - len(stored), *stored.shape[1:])) / 16.0]).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vitis", io_type="io_stream", hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type="io_stream", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
@@ -331,12 +326,12 @@ def test_conv1d_io_stream_bit_exact(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
-def test_conv1d_matrix_bit_exact(tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
-    normalised, fused, pairs = make_onnx(MODELS / "digits_conv1d.keras")
+def test_conv1d_matrix_bit_exact(keras_graphs, compiled, backend: str, io_type: str, strategy: str) -> None:
+    normalised, fused, pairs = keras_graphs("digits_conv1d.keras")
     x = (np.random.default_rng(4).integers(0, 17, (N_INPUTS, 8, 8)) / 16.0).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
     cfg["Model"]["Strategy"] = strategy
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend=backend, io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend=backend, io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
 
@@ -368,7 +363,7 @@ def pointwise_model() -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
-def test_pointwise_convs_keep_their_relu(tmp_path: Path, io_type: str) -> None:
+def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
     from onnx_fuse.fuse import fuse
     from onnx_fuse.normalise import normalise
@@ -378,38 +373,40 @@ def test_pointwise_convs_keep_their_relu(tmp_path: Path, io_type: str) -> None:
     assert report.pairs == 2
     x = (np.random.default_rng(6).integers(-32, 32, (N_INPUTS, 3, 6, 6)) / 16).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<10,4,AP_RND,AP_SAT>")
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert (got.y == 0).mean() > 0.2  # the last ReLU really clips: a lost ReLU would give negatives
     assert got.y.min() >= 0
     assert_fused_design(got.output_dir, ref.output_dir, 2, io_type)
 
 
-def test_dense_relu_mlp_bit_exact_and_relu_not_lost(tmp_path: Path) -> None:
+def test_dense_relu_mlp_bit_exact_and_relu_not_lost(keras_graphs, compiled) -> None:
     """digits_mlp (Dense -> ReLU twice): the ReLU moves into the Dense write-back, fused == unfused, and the output
     differs from the same MLP without ReLUs."""
-    normalised, fused, pairs = make_onnx(MODELS / "digits_mlp.h5")
+    normalised, fused, pairs = keras_graphs("digits_mlp.h5")
     assert pairs == 2
     stored = np.load(MODELS / "digits_mlp.npz")["x"]
     rng = np.random.default_rng(9)
     x = np.concatenate([stored, rng.integers(0, 17, (N_INPUTS - len(stored), 64)) / 16.0]).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    common = dict(backend="Vivado", io_type="io_parallel", hls_config=cfg)
+    got, ref, conv_only = csim_all(
+        compiled, (fused, x, dict(fuse=True, **common)), (normalised, x, dict(fuse=False, **common)),
+        (without_relus(normalised), x, dict(fuse=False, **common)),
+    )
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_parallel")
-    conv_only = run_csim(without_relus(normalised), x, tmp_path / "no_relu", fuse=False, io_type="io_parallel",
-                         backend="Vivado", hls_config=cfg)
     assert np.any(got.y != conv_only.y, axis=1).mean() > 0.5
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,io_type,strategy", MATRIX)
-def test_dense_relu_matrix_bit_exact(tmp_path: Path, backend: str, io_type: str, strategy: str) -> None:
-    normalised, fused, pairs = make_onnx(MODELS / "digits_mlp.h5")
+def test_dense_relu_matrix_bit_exact(keras_graphs, compiled, backend: str, io_type: str, strategy: str) -> None:
+    normalised, fused, pairs = keras_graphs("digits_mlp.h5")
     x = (np.random.default_rng(10).integers(0, 17, (N_INPUTS, 64)) / 16.0).astype(np.float32)
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<12,5,AP_RND,AP_SAT>")
     cfg["Model"]["Strategy"] = strategy
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend=backend, io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend=backend, io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)

@@ -28,11 +28,11 @@ def brevitas(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarr
 
 
 @pytest.mark.parametrize("name, io_type", [("digits_qcnn_po2", "io_stream"), ("digits_qcnn_outquant", "io_parallel")])
-def test_brevitas_po2_bit_exact_fused_unfused_and_brevitas(name: str, io_type: str, tmp_path: Path) -> None:
+def test_brevitas_po2_bit_exact_fused_unfused_and_brevitas(name: str, io_type: str, compiled) -> None:
     normalised, fused, pairs, x, y_brevitas = brevitas(name)
     assert pairs == 3  # two conv pairs and the Dense pair
     cfg = hls_backend.config_from_fused_onnx(fused)  # no precision file: the Quant nodes give the types
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vivado", io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
     assert np.array_equal(got.y.reshape(y_brevitas.shape), y_brevitas)
@@ -53,13 +53,13 @@ def qkeras(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarray
     "name, io_type, pairs",
     [("digits_qkeras", "io_stream", 2), pytest.param("tiny2_qkeras", "io_stream", 5, marks=pytest.mark.slow)],
 )
-def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pairs: int, tmp_path: Path) -> None:
+def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pairs: int, compiled) -> None:
     """The inputs are on the input type's grid (tiny2: pixel/256, recovered exactly from tb_input_features.dat's 6
     decimals; digits: its own input quantizer's grid), so C-sim can match QKeras bit for bit."""
     normalised, fused, fused_pairs, x, y_qkeras = qkeras(name)
     assert fused_pairs == pairs
     cfg = hls_backend.config_from_fused_onnx(fused, backend="Vitis")
-    got, ref = csim_pair(fused, normalised, x, tmp_path, backend="Vitis", io_type=io_type, hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type)
     assert np.array_equal(got.y.reshape(y_qkeras.shape), y_qkeras)

@@ -109,4 +109,4 @@ RULES = pattern.RewriteRuleSet(
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    return apply_rules(model, RULES, "Conv1D rewritten as a 1-D Conv / bias Add folded")
+    return apply_rules(model, RULES, "Conv1D rewritten as a 1-D Conv / bias Add folded", {"Transpose", "Squeeze", "Add"})

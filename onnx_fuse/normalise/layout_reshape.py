@@ -54,4 +54,4 @@ RULES = pattern.RewriteRuleSet([LayoutReshapeIsTranspose.rule()])
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    return apply_rules(model, RULES, "layout Reshape written as Transpose")
+    return apply_rules(model, RULES, "layout Reshape written as Transpose", {"Reshape"})

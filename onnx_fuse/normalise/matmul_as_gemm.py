@@ -35,4 +35,4 @@ RULES = pattern.RewriteRuleSet([ConstantMatMulIsGemm.rule()])
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    return apply_rules(model, RULES, "MatMul with constant weights written as Gemm")
+    return apply_rules(model, RULES, "MatMul with constant weights written as Gemm", {"MatMul"})

@@ -50,4 +50,4 @@ RULES = pattern.RewriteRuleSet(
 
 
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    return apply_rules(model, RULES, "Max(x, 0) or Clip(x, 0) rewritten as Relu")
+    return apply_rules(model, RULES, "Max(x, 0) or Clip(x, 0) rewritten as Relu", {"Max", "Clip"})

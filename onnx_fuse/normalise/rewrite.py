@@ -8,8 +8,16 @@ from onnxscript import ir
 from onnxscript.rewriter import pattern
 
 
-def apply_rules(model: onnx.ModelProto, rules: pattern.RewriteRuleSet, what: str) -> tuple[onnx.ModelProto, list[str]]:
-    """`what` describes one rewrite for the pass's change list; the model is returned as is when nothing matched."""
+def apply_rules(
+    model: onnx.ModelProto, rules: pattern.RewriteRuleSet, what: str, ops: set[str] | None = None
+) -> tuple[onnx.ModelProto, list[str]]:
+    """`what` describes one rewrite for the pass's change list; the model is returned as is when nothing matched.
+
+    `ops`, if given, holds at least one op type of every rule's pattern: a graph with none of them cannot match,
+    and skipping the onnx_ir round trip (~0.1 ms per node, twice) keeps a pass that has nothing to do nearly free.
+    """
+    if ops is not None and not any(node.op_type in ops for node in model.graph.node):
+        return model, []
     ir_model = ir.serde.deserialize_model(model)
     count = rules.apply_to_model(ir_model)
     if not count:
