@@ -148,6 +148,7 @@ def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(multi_
     assert "hls4ml C-sim fused vs unfused: bit-exact on 64 inputs" in text
 
 
+@pytest.mark.slow  # the spellings are normalised to Relu (test_normalise); this re-proves the hls side on them
 def test_max_and_clip_spellings_reach_hls4ml_as_fused_relus(tmp_path, capsys):
     from onnx import TensorProto, helper, numpy_helper
 

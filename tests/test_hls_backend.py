@@ -173,6 +173,7 @@ def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> Non
     assert differs.mean() > 0.5, f"only {differs.sum()} of {len(x)} outputs differ from the ReLU-less model"
 
 
+@pytest.mark.slow  # the LeakyReLU and ReLU6 default tests compare C-sim with onnxruntime the same way
 def test_digits_wide_types_match_onnxruntime(digits, compiled) -> None:
     """Bit-exact with the unfused hls4ml model is not enough (both could be wrong the same way): with wide types
     the fused design must also compute what onnxruntime computes on the file."""
@@ -219,6 +220,7 @@ def small_nchw_model() -> onnx.ModelProto:
     return model
 
 
+@pytest.mark.slow  # a variant of the Conv -> ReLU family (bias-less, a pair that stays unfused)
 def test_biasless_and_unfusable_pair(compiled) -> None:
     from onnx_fuse.fuse import fuse
     from onnx_fuse.normalise import normalise
@@ -362,7 +364,7 @@ def pointwise_model() -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+@pytest.mark.parametrize("io_type", [pytest.param("io_parallel", marks=pytest.mark.slow), "io_stream"])
 def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
     from onnx_fuse.fuse import fuse
