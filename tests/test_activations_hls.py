@@ -46,19 +46,22 @@ CASES = {
 def check_case(name: str, io_type: str, keras_graphs, compiled) -> None:
     path, op, stage, pairs, scale, _ = CASES[name]
     normalised, fused, fused_pairs = keras_graphs(path)
-    assert fused_pairs == pairs
+    assert fused_pairs == pairs  # every Conv/Dense -> activation of the model's architecture
+    assert sum(n.op_type.endswith(op) for n in fused.graph.node) == pairs and op not in [n.op_type for n in fused.graph.node]
     x = digits_like(path.split(".")[0], 11, scale)
+    feeds = {normalised.graph.input[0].name: x}
+    assert np.array_equal(run_onnx(fused, feeds)[0], run_onnx(normalised, feeds)[0])  # ORT parity, exact
     # Wide enough to follow onnxruntime closely, rounding + saturating so the two casts of the write-back matter.
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<24,10,AP_RND,AP_SAT>")
     got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, pairs, io_type, stage=stage)
-    expected = run_onnx(normalised, {normalised.graph.input[0].name: x})[0]
+    expected = run_onnx(normalised, feeds)[0]
     err = np.abs(got.y.reshape(expected.shape) - expected).max()
     assert err < 2e-2, err
     # ... and that tolerance would catch a lost or wrong activation: without it the outputs move by much more.
-    plain = run_onnx(with_activations_replaced(normalised, op), {normalised.graph.input[0].name: x})[0]
+    plain = run_onnx(with_activations_replaced(normalised, op), feeds)[0]
     assert (np.abs(plain - expected).max(axis=1) > 10 * err).mean() > 0.5
 
 
