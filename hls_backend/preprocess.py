@@ -19,6 +19,7 @@ import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
 
+from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pooling import ChannelsLastAveragePool
 
 FUSED_DOMAIN = "onnx_fuse"
@@ -78,6 +79,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     except ValueError as exc:
         raise UnsupportedModelError(f"not supported on the hls4ml path: {exc}") from exc
     wrapped = wrapped.transform(ConvertToChannelsLastAndClean())
+    wrapped = wrapped.transform(DropLeadingOnesOfConstants())  # hls4ml's ApplyAlpha wants batch-free constants
     wrapped = cleanup_model(wrapped)
     return wrapped.model
 
