@@ -1,9 +1,9 @@
 """The MLPerf Tiny reference architectures (models/make_mlperf_tiny.py) end to end through the hls path.
 
 For each: ONNX parity ok; every legal Conv/Gemm -> Relu pair fused (counted here, on the normalised graph);
-`--hls-out` fused vs unfused C-sim bit-exact with a wide fixed-point type; and the fused C-sim within 1% of the
+`--hls-out` fused vs unfused C-sim bit-exact with a wide fixed-point type; and the fused C-sim within 0.5% of the
 output range of onnxruntime, a tolerance that a design without its ReLUs or with the wrong pooling would miss
-(checked on the same inputs: each such variant, run in onnxruntime, lands at least 10x the tolerance away).
+(checked on the same inputs: each such variant, run in onnxruntime, lands more than twice the tolerance away).
 Compile-heavy: DS-CNN (the cheapest with pooling, ~2-4 min) runs by default, the others are marked slow.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from conftest import MODELS
 
 WIDE = "ap_fixed<32,16>"
-REL_TOL = 1e-2  # of max |onnxruntime output|
+REL_TOL = 5e-3  # of max |onnxruntime output|; measured 0.06-0.26% with ap_fixed<32,16>
 
 
 def legal_pairs(model: onnx.ModelProto) -> int:
@@ -67,13 +67,15 @@ def variant(model: onnx.ModelProto, op_type: str, replacement: str) -> onnx.Mode
 
 
 def end_to_end(name: str, tmp_path: Path) -> dict:
+    from onnx_fuse.pipeline import Options, run  # before hls_backend.hls_stage: importing that first is circular
+
     from hls_backend import config_from_fused_onnx
     from hls_backend.csim import run_csim
     from hls_backend.hls_stage import HlsOptions
-    from onnx_fuse.pipeline import Options, run
 
     hls = HlsOptions(tmp_path / "hls", precision=WIDE, report=True)
-    result = run(MODELS / f"{name}.keras", tmp_path / f"{name}.onnx", Options(data=MODELS / f"{name}.npz", hls=hls))
+    options = Options(samples=4, data=MODELS / f"{name}.npz", hls=hls)  # few random inputs: C-sim is slow
+    result = run(MODELS / f"{name}.keras", tmp_path / f"{name}.onnx", options)
     fused = result.model
     x = np.load(MODELS / f"{name}.npz")["x"]
     expected = ort_run(fused, x)
@@ -104,7 +106,7 @@ def check(r: dict, fused_in_hls: int) -> None:
     assert r["processes"][0] - r["processes"][1] == fused_in_hls, r
     assert r["streams"][0] - r["streams"][1] == fused_in_hls, r
     assert r["err"] <= r["tol"], r
-    assert all(gap > 10 * r["tol"] for gap in r["controls"].values()), r
+    assert all(gap > 2 * r["tol"] for gap in r["controls"].values()), r
 
 
 def test_dscnn_end_to_end(tmp_path: Path) -> None:
@@ -121,6 +123,15 @@ def test_resnet8_end_to_end(tmp_path: Path) -> None:
     r = end_to_end("mlperf_resnet8", tmp_path)
     assert r["pairs"] == 4 and set(r["controls"]) == {"no ReLU", "max pooling"}
     check(r, fused_in_hls=4)
+
+
+@pytest.mark.slow
+def test_autoencoder_end_to_end(tmp_path: Path) -> None:
+    """Dense -> BN -> ReLU x9: every pair that normalisation makes legal is fused, and each applies its ReLU in the
+    Dense write-back."""
+    r = end_to_end("mlperf_autoencoder", tmp_path)
+    assert set(r["controls"]) == {"no ReLU"}
+    check(r, fused_in_hls=r["pairs"])
 
 
 @pytest.mark.slow
@@ -145,32 +156,61 @@ def small_keras(tmp_path: Path, pool) -> Path:
     return src
 
 
-def test_global_average_pool_matches_onnxruntime(tmp_path: Path) -> None:
-    """hls4ml 1.3 alone averaged the wrong axes here; rewritten as a channels-last AveragePool it is right."""
-    from concurrent.futures import ThreadPoolExecutor
+def small_fused(src: Path) -> onnx.ModelProto:
+    from onnx_fuse.pipeline import Options, run
 
-    import keras
+    result = run(src, src.with_suffix(".onnx"), Options())
+    assert result.fusion.pairs >= 1 and all(p.ok for p in result.parity)
+    return result.model
+
+
+def csim_matches_onnxruntime(fused: onnx.ModelProto, x: np.ndarray, tmp_path: Path) -> None:
+    """Fused and unfused C-sim (wide type) bit-exact, within REL_TOL of onnxruntime, and the ReLU-free graph out."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from hls_backend import config_from_fused_onnx
     from hls_backend.csim import run_csim
-    from onnx_fuse.pipeline import Options, run
 
-    src = small_keras(tmp_path, keras.layers.GlobalAveragePooling2D())
-    result = run(src, tmp_path / "gap.onnx", Options())
-    fused = result.model
-    assert result.fusion.pairs == 1 and all(p.ok for p in result.parity)
-    assert "GlobalAveragePool" in [n.op_type for n in fused.graph.node]
-    x = np.random.default_rng(0).uniform(-1, 1, (32, 6, 4, 2)).astype(np.float32)
     cfg = config_from_fused_onnx(fused, default_precision=WIDE)
     with ThreadPoolExecutor(max_workers=2) as pool:
         jobs = {f: pool.submit(run_csim, fused, x, tmp_path / str(f), hls_config=cfg, fuse=f) for f in (True, False)}
     got = {f: job.result().y for f, job in jobs.items()}
     assert np.array_equal(got[True], got[False])
     expected = ort_run(fused, x)
+    tol = REL_TOL * np.abs(expected).max()
     err = np.abs(got[True].reshape(expected.shape) - expected).max()
-    assert err <= REL_TOL * np.abs(expected).max(), err
+    assert err <= tol, (err, tol)
     no_relu = ort_run(variant(fused_as_plain(fused), "Relu", "Identity"), x)
-    assert np.abs(no_relu - expected).max() > 10 * REL_TOL * np.abs(expected).max()
+    assert np.abs(no_relu - expected).max() > 2 * tol
+
+
+def test_global_average_pool_matches_onnxruntime(tmp_path: Path) -> None:
+    """hls4ml 1.3 alone averaged the wrong axes here; rewritten as a channels-last AveragePool it is right."""
+    import keras
+
+    fused = small_fused(small_keras(tmp_path, keras.layers.GlobalAveragePooling2D()))
+    assert "GlobalAveragePool" in [n.op_type for n in fused.graph.node]
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 6, 4, 2)).astype(np.float32)
+    csim_matches_onnxruntime(fused, x, tmp_path)
+
+
+def test_batchnorm_between_pool_and_conv_matches_onnxruntime(tmp_path: Path) -> None:
+    """A BatchNormalization that does not follow a conv stays Mul + Add with a (1, 1, 1, C) constant after qonnx;
+    hls4ml 1.3 failed on it with "input operand has more dimensions than allowed by the axis remapping"."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((10, 10, 3))
+    h = keras.layers.MaxPooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    h = keras.layers.BatchNormalization(beta_initializer="random_normal", moving_mean_initializer="random_normal",
+                                        moving_variance_initializer=keras.initializers.RandomUniform(0.5, 1.5))(h)
+    h = keras.layers.Conv2D(4, 3, activation="relu", bias_initializer="random_normal")(h)
+    src = tmp_path / "bn.keras"
+    keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(h))).save(src)
+    fused = small_fused(src)
+    assert "Mul" in [n.op_type for n in fused.graph.node]  # the BN was not folded away
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 10, 10, 3)).astype(np.float32)
+    csim_matches_onnxruntime(fused, x, tmp_path)
 
 
 def fused_as_plain(fused: onnx.ModelProto) -> onnx.ModelProto:
