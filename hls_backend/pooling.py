@@ -51,8 +51,8 @@ def unsupported_reason(node: onnx.NodeProto, rank: int | None) -> str | None:
     if node.op_type == "GlobalAveragePool":
         return None
     if any(_ints(node, "pads") or []):
-        # hls4ml's padded average divides by the full window (or not) depending on backend and io type; ONNX's
-        # count_include_pad decides it explicitly. Not checked against hls4ml, so refused.
+        # ONNX's count_include_pad decides whether padding counts in a window's mean; what hls4ml divides by at
+        # the borders was not checked against it, so padded pools are refused rather than risked.
         return "padded average pooling (pads) is not supported"
     auto_pad = next((a.s.decode() for a in node.attribute if a.name == "auto_pad"), "NOTSET")
     if auto_pad not in ("NOTSET", "VALID"):
