@@ -19,6 +19,8 @@ import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
 
+from hls_backend.constant_rank import DropLeadingOnesOfConstants
+from hls_backend.pooling import ChannelsLastAveragePool
 from onnx_fuse.fuse import fused_nodes
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds
 
@@ -28,14 +30,7 @@ CLIP_LOW, CLIP_HIGH = "onnx_fuse_low", "onnx_fuse_high"
 
 
 class UnsupportedModelError(ValueError):
-    """The graph holds an op that hls4ml 1.3 + qonnx would convert into a wrong design."""
-
-
-# Found by running them: these compile but compute the wrong numbers, so they are refused up front.
-WRONG_IN_HLS4ML = {
-    "GlobalAveragePool": "hls4ml 1.3 + qonnx build it but compute wrong results (max err 0.18 measured)",
-    "AveragePool": "qonnx does not convert it to channels-last, so hls4ml would read it in the wrong layout",
-}
+    """The graph holds something hls4ml 1.3 + qonnx would crash on or convert into a wrong design."""
 
 
 def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
@@ -44,14 +39,6 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         copy.CopyFrom(model)
         return copy
     return onnx.load(str(model))
-
-
-def check_supported(model: onnx.ModelProto) -> None:
-    for node in model.graph.node:
-        if node.op_type in WRONG_IN_HLS4ML:
-            raise UnsupportedModelError(
-                f"{node.op_type} '{node.name}' is not supported on the hls4ml path: {WRONG_IN_HLS4ML[node.op_type]}"
-            )
 
 
 def inline_and_tag(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -91,7 +78,12 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         # correctly, checked end to end against onnxruntime in tests/test_hls_backend.py.
         warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
         wrapped = wrapped.transform(GemmToMatMul())
+    try:
+        wrapped = wrapped.transform(ChannelsLastAveragePool())  # qonnx has no channels-last AveragePool
+    except ValueError as exc:
+        raise UnsupportedModelError(f"not supported on the hls4ml path: {exc}") from exc
     wrapped = wrapped.transform(ConvertToChannelsLastAndClean())
+    wrapped = wrapped.transform(DropLeadingOnesOfConstants())  # hls4ml's ApplyAlpha wants batch-free constants
     wrapped = cleanup_model(wrapped)
     return wrapped.model
 
@@ -131,7 +123,6 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
-    check_supported(original)
     channels_last = qonnx_channels_last(inline_and_tag(original))
     check_dense_bias_scales(channels_last)
     clip_bounds_as_attributes(channels_last)

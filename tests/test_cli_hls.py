@@ -76,24 +76,6 @@ def test_unreadable_config_is_one_error_line(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_global_average_pool_is_refused_on_the_hls_path(tmp_path, capsys):
-    """hls4ml 1.3 builds GlobalAveragePool but computes wrong numbers: refuse it, never pass it through."""
-    import keras
-
-    inp = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
-    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
-    src = tmp_path / "gap.keras"
-    model.save(src)
-    out = tmp_path / "gap.onnx"
-    code = main([str(src), str(out), "--hls-out", str(tmp_path / "hls"), "-q"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "GlobalAveragePool" in err[0] and "not supported on the hls4ml path" in err[0]
-    assert not out.exists()
-    assert main([str(src), str(out), "-q"]) == 0  # the ONNX-only job is fine: onnxruntime computes it correctly
-
-
 @pytest.fixture(scope="module")
 def multi_pattern(tmp_path_factory) -> dict:
     """One Keras model and one CLI run with --hls-out serve the depthwise and the residual checks (one pair of
