@@ -148,9 +148,9 @@ def summary(result) -> str:
         bound = "exact" if p.atol == 0 and p.rtol == 0 else f"atol {p.atol:g} + rtol {p.rtol:g}"
         nonfinite = f", {p.nonfinite} non-finite output values" if p.nonfinite else ""
         # top-1 agreement matters against the source model (QKeras, Keras); fused vs unfused is exact anyway
-        top1 = f", top-1 agrees on {p.argmax_agree}/{p.samples}" if p.argmax_agree is not None and p.atol else ""
+        top1 = f", same top-1 class on {p.argmax_agree}/{p.samples}" if p.argmax_agree is not None and p.atol else ""
         lines.append(
-            f"  parity {p.name}: max abs err {p.max_abs_err:.3g}{top1} on {p.samples} inputs ({bound}{nonfinite}) "
+            f"  parity {p.name}: max abs err {p.max_abs_err:.3g} on {p.samples} inputs{top1} ({bound}{nonfinite}) "
             f"{'ok' if p.ok else 'FAILED'}"
         )
     if not result.parity:
