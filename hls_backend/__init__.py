@@ -1,8 +1,9 @@
-"""hls4ml 1.3 extension for onnx-fuse's ConvRelu nodes: each pair becomes one conv with ReLU in its write-back.
+"""hls4ml 1.3 extension for onnx-fuse's fused nodes: each pair becomes one conv/Dense with its activation in the
+write-back.
 
 Public: register(), config_from_fused_onnx(), convert_from_fused_onnx(), run_csim().
-Flow: preprocess.py (inline, qonnx channels-last, re-fuse) -> handler.py (ConvRelu layer) -> passes.py (lower to
-Conv + ReLU in the parse flow; fuse again after precision inference) -> templates.py (ReLU in nnet::cast).
+Flow: preprocess.py (inline, tag the pairs, qonnx channels-last) -> convert.py (mark the tagged layers in the
+config) -> passes.py (fuse after precision inference) -> templates.py (the activation in nnet::cast).
 """
 
 from __future__ import annotations

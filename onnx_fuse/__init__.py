@@ -1,4 +1,5 @@
-"""onnx-fuse: fuse Conv->ReLU pairs into one `ConvRelu` node so hls4ml can build one dataflow stage per pair."""
+"""onnx-fuse: fuse Conv/Dense -> activation pairs into one node (such as `ConvRelu`) so hls4ml builds one dataflow
+stage per pair."""
 
 from __future__ import annotations
 
