@@ -13,6 +13,7 @@ from onnxscript import ir
 from onnx_fuse.fuse.rules import rules
 from onnx_fuse.fuse.unfused import unfused_pairs
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, QONNX_DOMAIN
+from onnx_fuse.qonnx_ops import opset_version
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     fused = drop_redundant_value_info(ir.serde.serialize_model(ir_model))
     nodes = fused_nodes(fused)
     present = {f.name for f in fused.functions if f.domain == FUSED_DOMAIN}
-    qonnx_opset = next((o.version for o in fused.opset_import if o.domain == QONNX_DOMAIN), None)
+    qonnx_opset = opset_version(fused, QONNX_DOMAIN)
     for op in sorted({n.op_type for n in nodes} - present):
         fused.functions.append(BY_OP[op].function(onnx_opset(fused), qonnx_opset))
     report.nodes_after = len(fused.graph.node)
