@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from onnx_fuse.errors import InputError, ParityError, first_line
-from onnx_fuse.fuse import fused_nodes
+from onnx_fuse.patterns import fused_nodes
 from onnx_fuse.regular_file import open_regular
 
 log = logging.getLogger("onnx_fuse.hls")

@@ -21,8 +21,7 @@ from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pooling import ChannelsLastAveragePool
-from onnx_fuse.fuse import fused_nodes
-from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds
+from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
 # hls4ml reads these attributes of a Clip node (hls_backend/clip.py); its front end looks up a shape for every
 # node input, so the constant bounds move from inputs to attributes.

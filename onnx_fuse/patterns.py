@@ -164,6 +164,10 @@ ACTIVATION_OPS = {a.op: a for a in ACTIVATIONS}
 PRODUCER_OPS = {p.op: p for p in PRODUCERS if not p.quant}  # ONNX op -> its plain producer
 
 
+def fused_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == FUSED_DOMAIN and n.op_type in BY_OP]
+
+
 def clip_bounds(extra: list[np.ndarray | None]) -> tuple[float, float] | None:
     """(min, max) of a Clip (opset >= 11: bounds are inputs) given the constant values of its bound inputs; None
     unless both are constant scalars."""

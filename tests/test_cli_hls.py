@@ -14,19 +14,24 @@ from onnx import helper
 from conftest import MODELS
 from hls_backend import project
 from onnx_fuse.cli import main
+from test_faults import Cli, earlier_output
 
 
 def attribute(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def test_hls_stage_is_bit_exact_and_reports_the_saving(tmp_path, capsys):
-    out, hls_dir = tmp_path / "d.onnx", tmp_path / "hls"
-    code = main([str(MODELS / "digits_cnn.h5"), str(out), "--hls-out", str(hls_dir), "--report", "--json",
-                 "--data", str(MODELS / "digits_cnn.npz"), "--samples", "100"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    report = json.loads(captured.out)  # hls4ml's own prints must not leak into stdout
+def test_hls_stage_is_bit_exact_reports_the_saving_and_replaces_an_earlier_output(tmp_path):
+    """One real CLI run, as a child process the way a user runs it, into a DIR holding an earlier run's output and a
+    user's file: both designs compiled and simulated bit-exact, the report written, the earlier entries replaced,
+    the user's file kept, and no process or temp file left behind."""
+    cli, hls_dir = Cli(tmp_path), tmp_path / "hls"
+    earlier_output(hls_dir)
+    cli.watch(hls_dir / "notes.txt")
+    run = cli.run(MODELS / "digits_cnn.h5", "d.onnx", "--hls-out", hls_dir, "--report", "--json",
+                  "--data", MODELS / "digits_cnn.npz", "--samples", "100", timeout=900)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)  # hls4ml's own prints must not leak into stdout
     hls = report["hls"]
     assert hls["bit_exact"] is True and hls["max_abs_diff"] == 0.0 and hls["samples"] == 200
     assert hls["fused_in_hls"] == 2
@@ -39,7 +44,13 @@ def test_hls_stage_is_bit_exact_and_reports_the_saving(tmp_path, capsys):
     assert "removed (fused with Relu_0)" in text
     assert "| vitis | SRL up to 1024 bits (rtl) |" in text
     assert (hls_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert out.exists()
+    assert (tmp_path / "d.onnx").exists()
+    entries = ["fused", "report.md", "report.png", "unfused"]
+    assert sorted(p.name for p in hls_dir.iterdir()) == sorted([".onnx-fuse.json", "notes.txt", *entries])
+    assert json.loads((hls_dir / ".onnx-fuse.json").read_text())["entries"] == entries
+    assert not (hls_dir / "fused" / "firmware" / "stale.h").exists()
+    assert f"OutputDir: {hls_dir / 'fused'}\n" in (hls_dir / "fused" / "hls4ml_config.yml").read_text()
+    cli.assert_clean(hls_dir)
 
 
 def test_hls_options_need_hls_out(tmp_path, capsys):

@@ -527,19 +527,24 @@ def earlier_output(folder: Path) -> None:
     (folder / "notes.txt").write_text("the user's\n")
 
 
-def test_earlier_output_is_replaced_entry_by_entry_and_the_users_file_kept(cli, tmp_path):
-    """One real hls run: the projects land in DIR; the earlier run's entries (its stale report.md too) are gone."""
+def test_earlier_output_is_replaced_entry_by_entry_and_the_users_file_kept(tmp_path):
+    """The last step of every hls run (test_cli_hls makes a real one over an earlier output): entries the earlier
+    run wrote are replaced, or removed when this run does not write them (report.md without --report); the
+    user's file stays as it was."""
+    from hls_backend.hls_stage import STAGING_PREFIX, install
+
     out = tmp_path / "hls"
     earlier_output(out)
-    cli.watch(out / "notes.txt")
-    run = cli.run(conv_relu(tmp_path), "out.onnx", "-q", "--samples", "2", "--hls-out", out, timeout=900)
-    assert run.returncode == 0, run.stderr
-    assert "bit-exact on 2 inputs" in run.stdout
+    notes = snapshot(out / "notes.txt")
+    staging = out / f"{STAGING_PREFIX}run"
+    for name in ("fused", "unfused"):
+        (staging / name / "firmware").mkdir(parents=True)
+        (staging / name / "firmware" / "myproject.cpp").write_text("// new\n")
+    install(staging, out)
     assert sorted(p.name for p in out.iterdir()) == [".onnx-fuse.json", "fused", "notes.txt", "unfused"]
     assert json.loads((out / ".onnx-fuse.json").read_text())["entries"] == ["fused", "unfused"]
-    assert not (out / "fused" / "firmware" / "stale.h").exists()
-    assert f"OutputDir: {out / 'fused'}\n" in (out / "fused" / "hls4ml_config.yml").read_text()
-    cli.assert_clean(out)
+    assert sorted(p.name for p in (out / "fused" / "firmware").iterdir()) == ["myproject.cpp"]
+    assert snapshot(out / "notes.txt") == notes
 
 
 # ---------------------------------------------------------------- signals

@@ -12,7 +12,7 @@ from onnxscript import ir
 
 from onnx_fuse.fuse.rules import rules
 from onnx_fuse.fuse.unfused import unfused_pairs
-from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, QONNX_DOMAIN
+from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, QONNX_DOMAIN, fused_nodes
 from onnx_fuse.qonnx_ops import opset_version
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ def drop_redundant_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def fused_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.domain == FUSED_DOMAIN and n.op_type in BY_OP]
-
-
 def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     report = FuseReport(nodes_before=len(model.graph.node))
     already = Counter(n.op_type for n in fused_nodes(model))
@@ -65,4 +61,4 @@ def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     return fused, report
 
 
-__all__ = ["FUSED_DOMAIN", "FuseReport", "fuse", "fused_nodes"]
+__all__ = ["FUSED_DOMAIN", "FuseReport", "fuse"]
