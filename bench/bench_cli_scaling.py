@@ -6,6 +6,8 @@ After a warm-up run, each size is written as an .onnx file and run through onnx_
 normalise, fuse, verify in onnxruntime on `--samples` random inputs, write). Prints microseconds per node for each
 stage (best of `--repeat` runs), as CPU time of this process (all its threads) and as wall time; a stage that
 scales linearly stays flat along a row. CPU time is the figure to compare on a shared machine: wall time also counts waiting for a core.
+The row "(ort session)" is not a stage: it times one onnxruntime session build on the unfused graph alone, so
+onnxruntime's own growth can be told from the pipeline's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import onnx
 from bench_fuse_scaling import chain
 from onnx_fuse.cli import quiet_libraries
 from onnx_fuse.pipeline import Options, run
+from onnx_fuse.verify import session
 
 
 class StageClock(logging.Handler):
@@ -51,16 +54,23 @@ def measure(nodes: int, samples: int, tmp: Path) -> tuple[dict[str, float], dict
     assert result.fusion.pairs == nodes // 2 and all(p.ok for p in result.parity)
     stages = list(result.seconds)
     cpu = {stage: end - start for stage, start, end in zip(stages, clock.marks, clock.marks[1:])}
-    return cpu, result.seconds
+    # Not a stage: onnxruntime's own session build on the unfused graph (verify builds three such sessions), to
+    # tell onnxruntime's growth from ours.
+    unfused = onnx.load(source)
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    session(unfused)
+    cpu["(ort session)"] = time.process_time() - start_cpu
+    return cpu, {**result.seconds, "(ort session)": time.perf_counter() - start_wall}
 
 
 def table(title: str, sizes: list[int], per_size: list[dict[str, float]]) -> None:
     print(title)
-    print(f"{'stage':>10}" + "".join(f"{n:>10}" for n in sizes))
+    print(f"{'stage':>14}" + "".join(f"{n:>10}" for n in sizes))
     for stage in per_size[0]:
-        print(f"{stage:>10}" + "".join(f"{1e6 * s[stage] / n:>10.0f}" for n, s in zip(sizes, per_size)))
-    print(f"{'total':>10}" + "".join(f"{1e6 * sum(s.values()) / n:>10.0f}" for n, s in zip(sizes, per_size)))
-    print(f"{'total s':>10}" + "".join(f"{sum(s.values()):>10.2f}" for s in per_size))
+        print(f"{stage:>14}" + "".join(f"{1e6 * s[stage] / n:>10.0f}" for n, s in zip(sizes, per_size)))
+    totals = [sum(v for stage, v in s.items() if not stage.startswith("(")) for s in per_size]
+    print(f"{'total':>14}" + "".join(f"{1e6 * t / n:>10.0f}" for n, t in zip(sizes, totals)))
+    print(f"{'total s':>14}" + "".join(f"{t:>10.2f}" for t in totals))
 
 
 def main() -> None:

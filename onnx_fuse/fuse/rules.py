@@ -1,4 +1,8 @@
-"""One onnxscript rewriter rule per pattern of the table: producer [-> Quant] -> activation => one onnx_fuse node.
+"""The onnxscript rewriter rules of the pattern table: [producer -> [Quant ->]] activation => one onnx_fuse node.
+
+One rule per activation, not per pattern: the activation's input is an OrValue over the table's producers, which
+onnxscript dispatches on the producing op, so each node costs one match attempt per activation (3) instead of one
+per pattern (12); the rewriter tries every rule at every node, and those attempts were most of the pass.
 
 Its `as_function=True` mode is not used: it creates one function overload per match with the attributes baked in,
 and ONNX shape inference (hence qonnx) ignores overloads and resolves every call to the first body. The single
@@ -12,8 +16,12 @@ from onnxscript.rewriter import pattern as rewriter
 from onnxscript.rewriter._ir_utils import get_numpy_value
 
 from onnx_fuse.patterns import (
-    ACTIVATION_ATTR_PREFIX, FUSED_DOMAIN, FUSED_OPSET, PATTERNS, QONNX_DOMAIN, QUANT_ATTR_PREFIX, Pattern,
+    ACTIVATION_ATTR_PREFIX, ACTIVATIONS, FUSED_DOMAIN, FUSED_OPSET, PATTERNS, PRODUCERS, QONNX_DOMAIN,
+    QUANT_ATTR_PREFIX, Activation, Pattern,
 )
+
+# (producer ONNX op, Quant in between?, activation op) -> its table entry
+BY_CHAIN = {(p.producer.op, p.producer.quant, p.activation.op): p for p in PATTERNS}
 
 
 def is_constant_weight(value: ir.Value) -> bool:
@@ -34,16 +42,26 @@ def only_use(value: ir.Value) -> ir.Node | None:
 
 
 class FusePair(rewriter.RewriteRuleClassBase):
-    def __init__(self, fused: Pattern) -> None:
-        super().__init__(name=fused.op)
-        self.fused = fused
+    def __init__(self, activation: Activation) -> None:
+        super().__init__(name=f"Fuse{activation.op}")
+        self.activation = activation
 
     def pattern(self, op, x):
-        p = self.fused.producer
-        produced = getattr(op, p.op)(x, _allow_other_inputs=True, _outputs=["produced"])
-        if p.quant:
-            produced = op.Quant(produced, _allow_other_inputs=True, _domain=QONNX_DOMAIN, _outputs=["quantized"])
-        return getattr(op, self.fused.activation.op)(produced, _allow_other_inputs=True)
+        def producers(quant: bool) -> list:  # fresh pattern nodes: one per producer of the table, reading x
+            names = [p.op for p in PRODUCERS if p.quant == quant]
+            return [getattr(op, name)(x, _allow_other_inputs=True, _outputs=["produced"]) for name in names]
+
+        quantized = op.Quant(
+            rewriter.OrValue(producers(quant=True)), _allow_other_inputs=True, _domain=QONNX_DOMAIN,
+            _outputs=["quantized"],
+        )
+        return getattr(op, self.activation.op)(
+            rewriter.OrValue([*producers(quant=False), quantized]), _allow_other_inputs=True
+        )
+
+    def fused(self, produced: ir.Value, quantized: ir.Value | None) -> Pattern:
+        """The table entry of the matched chain."""
+        return BY_CHAIN[(produced.producer().op_type, quantized is not None, self.activation.op)]
 
     def check(self, context, x: ir.Value, produced: ir.Value, quantized: ir.Value | None = None, **_) -> bool:
         # Only the main graph: a function body holding the same chain (ours included) stays as it is.
@@ -54,12 +72,13 @@ class FusePair(rewriter.RewriteRuleClassBase):
         if any(only_use(v) is None for v in pre):
             return False
         producer = produced.producer()
-        if self.fused.producer.needs_constant_weight and not is_constant_weight(producer.inputs[1]):
+        if self.fused(produced, quantized).producer.needs_constant_weight and not is_constant_weight(producer.inputs[1]):
             return False
         extra = [get_numpy_value(v) for v in only_use(pre[-1]).inputs[1:]]
-        return self.fused.activation.refusal(extra) is None
+        return self.activation.refusal(extra) is None
 
     def rewrite(self, op, x: ir.Value, produced: ir.Value, quantized: ir.Value | None = None, **_):
+        fused = self.fused(produced, quantized)
         producer = produced.producer()
         inputs = list(producer.inputs)
         attributes = dict(producer.attributes)
@@ -72,12 +91,12 @@ class FusePair(rewriter.RewriteRuleClassBase):
             attributes.update({QUANT_ATTR_PREFIX + k: a.value for k, a in quant.attributes.items()})
         attributes.update({ACTIVATION_ATTR_PREFIX + k: a.value for k, a in activation.attributes.items()})
         if tail:  # what follows the producer's inputs starts after its full input list
-            inputs += [None] * (len(self.fused.producer.inputs) - len(inputs)) + tail
+            inputs += [None] * (len(fused.producer.inputs) - len(inputs)) + tail
         # Keep the producer's node name: hls4ml names its layers after nodes, so the fused layer stays recognisable.
-        return getattr(op, self.fused.op)(
+        return getattr(op, fused.op)(
             *inputs, _domain=FUSED_DOMAIN, _version=FUSED_OPSET, _name=producer.name or None, **attributes
         )
 
 
 def rules() -> rewriter.RewriteRuleSet:
-    return rewriter.RewriteRuleSet([FusePair.rule(p) for p in PATTERNS])
+    return rewriter.RewriteRuleSet([FusePair.rule(a) for a in ACTIVATIONS])
