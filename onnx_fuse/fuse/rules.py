@@ -98,5 +98,7 @@ class FusePair(rewriter.RewriteRuleClassBase):
         )
 
 
-def rules() -> rewriter.RewriteRuleSet:
-    return rewriter.RewriteRuleSet([FusePair.rule(a) for a in ACTIVATIONS])
+def rules(op_types: set[str]) -> rewriter.RewriteRuleSet:
+    """The rules for the activations among `op_types` (a graph's ops): the rewriter tries every rule at every node,
+    so a rule that cannot match costs a failed attempt per node."""
+    return rewriter.RewriteRuleSet([FusePair.rule(a) for a in ACTIVATIONS if a.op in op_types])
