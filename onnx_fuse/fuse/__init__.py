@@ -46,7 +46,8 @@ def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FuseReport]:
     report = FuseReport(nodes_before=len(model.graph.node))
     already = Counter(n.op_type for n in fused_nodes(model))
     ir_model = ir.serde.deserialize_model(model)
-    report.pairs = rules({n.op_type for n in model.graph.node}).apply_to_model(ir_model)
+    rule_set = rules({n.op_type for n in model.graph.node})
+    report.pairs = rule_set.apply_to_model(ir_model) if rule_set is not None else 0
     fused = drop_redundant_value_info(ir.serde.serialize_model(ir_model))
     nodes = fused_nodes(fused)
     present = {f.name for f in fused.functions if f.domain == FUSED_DOMAIN}

@@ -98,7 +98,8 @@ class FusePair(rewriter.RewriteRuleClassBase):
         )
 
 
-def rules(op_types: set[str]) -> rewriter.RewriteRuleSet:
-    """The rules for the activations among `op_types` (a graph's ops): the rewriter tries every rule at every node,
-    so a rule that cannot match costs a failed attempt per node."""
-    return rewriter.RewriteRuleSet([FusePair.rule(a) for a in ACTIVATIONS if a.op in op_types])
+def rules(op_types: set[str]) -> rewriter.RewriteRuleSet | None:
+    """The rules for the activations among `op_types` (a graph's ops), None if there are none: the rewriter tries
+    every rule at every node, so a rule that cannot match costs a failed attempt per node."""
+    present = [FusePair.rule(a) for a in ACTIVATIONS if a.op in op_types]
+    return rewriter.RewriteRuleSet(present) if present else None
