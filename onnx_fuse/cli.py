@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from onnx_fuse.errors import FuseError, Interrupted, interruption
+from onnx_fuse.errors import SIGNALS_RECEIVED, FuseError, Interrupted, interruption
 
 EXIT_CODES = """exit codes (every error is one line on stderr; with -q it is the only line):
   0  fused and written (parity checked unless --no-verify)
@@ -198,11 +198,20 @@ def raise_interrupted(signum: int, frame) -> None:
     # groups, removing temporary directories) short.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    SIGNALS_RECEIVED.append(signum)
     raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    SIGNALS_RECEIVED.clear()
+    unraisable_hook = sys.unraisablehook
+
+    def swallowed(unraisable) -> None:  # an Interrupted Python dropped: SIGNALS_RECEIVED keeps it, print nothing
+        if not isinstance(unraisable.exc_value, Interrupted):
+            unraisable_hook(unraisable)
+
+    sys.unraisablehook = swallowed
     for sig, handler in previous.items():
         if handler is not signal.SIG_IGN:  # a shell starts background jobs with SIGINT ignored: leave it so
             signal.signal(sig, raise_interrupted)
@@ -218,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # main() called from Python (the tests) gives the caller its handlers back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = unraisable_hook
 
 
 def check_counts(args: argparse.Namespace) -> str | None:

@@ -48,6 +48,17 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+# Signals the CLI's handler took. Python drops an exception raised inside a weakref callback or __del__ (it goes to
+# sys.unraisablehook as "Exception ignored in ...", and the code goes on), so the handler's Interrupted can be lost:
+# the pipeline calls raise_if_signalled at every stage boundary and before any output is moved into place.
+SIGNALS_RECEIVED: list[int] = []
+
+
+def raise_if_signalled() -> None:
+    if SIGNALS_RECEIVED:
+        raise Interrupted(SIGNALS_RECEIVED[0])
+
+
 def interruption(exc: BaseException | None) -> BaseException | None:
     """The Interrupted (or KeyboardInterrupt) behind exc. Libraries re-raise what interrupted them as errors of their
     own: pybind11 turns a signal during `import onnxruntime` into "ImportError: initialization failed"."""

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import onnx
 
-from onnx_fuse.errors import ParityError, library_failures_are_input_errors
+from onnx_fuse.errors import ParityError, library_failures_are_input_errors, raise_if_signalled
 from onnx_fuse import qonnx_ops
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.qkeras import qkeras_to_qonnx
@@ -72,11 +72,13 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
 
     @contextmanager
     def stage(name: str, what: str) -> Iterator[None]:
+        raise_if_signalled()
         log.info("%s ...", what)
         start = time.perf_counter()
         # see library_failures_are_input_errors: where "bad graph" ends and "our bug" begins
         with library_failures_are_input_errors(name), gc_paused():
             yield
+        raise_if_signalled()
         seconds[name] = time.perf_counter() - start
 
     check_output_path(input_path, output_path)

@@ -586,6 +586,31 @@ def test_signal_at_start_up(cli, tmp_path, sig, delay):
     cli.assert_clean()
 
 
+def test_a_signal_whose_exception_python_dropped_still_stops_the_run(tmp_path, monkeypatch, capsys):
+    """Python drops an exception raised inside a weakref callback or __del__ ("Exception ignored in ..."): a SIGTERM
+    landing in importlib's module-lock callback during start-up once let the run finish, exit 0 and write its
+    output. Here the signal lands in a __del__ during the fuse stage: still exit 143, one line, no output."""
+    import onnx_fuse.pipeline as pipeline
+    from onnx_fuse.cli import main
+
+    class SignalledWhileDeleted:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs (and raises) inside __del__
+
+    real_fuse = pipeline.fuse
+
+    def fuse(model):
+        SignalledWhileDeleted()
+        return real_fuse(model)
+
+    monkeypatch.setattr(pipeline, "fuse", fuse)
+    out = tmp_path / "out.onnx"
+    code = main([str(conv_relu(tmp_path)), str(out), "-q"])
+    assert code == 143
+    assert capsys.readouterr().err.splitlines() == ["onnx-fuse: interrupted by SIGTERM: stopped, no output written"]
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "conv.onnx"]
+
+
 def test_a_library_error_caused_by_a_signal_is_the_signal():
     from onnx_fuse.errors import Interrupted, interruption
 
