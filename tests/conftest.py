@@ -56,8 +56,8 @@ def op_types(model: onnx.ModelProto) -> list[str]:
     return [n.op_type for n in model.graph.node]
 
 
-# Modules whose tests build hls4ml models (conversion, g++ compile, C-sim): `pytest -m "not hls"` leaves them out
-# for a quick ONNX-only loop.
+# Modules whose tests build hls4ml models (conversion, g++ compile, C-sim): `pytest -m "not hls and not slow"`
+# leaves them out for a quick ONNX-only loop.
 HLS_MODULES = {
     "test_hls_backend", "test_cli_hls", "test_resource_report", "test_activations_hls", "test_qonnx_hls",
     "test_mlperf_tiny",

@@ -198,6 +198,7 @@ def test_missing_extra_named_in_one_line(models_dir, monkeypatch):
     assert 'pip install -e ".[qkeras]"' in str(info.value) and "QConv2DBatchnorm" in str(info.value)
 
 
+@pytest.mark.hls
 @pytest.mark.slow  # one hls4ml compile: about 40 s here
 def test_hls4ml_csim_matches_qkeras_bit_for_bit(models_dir, tmp_path):
     """The QONNX file through hls4ml's QONNX flow with no precision file: every type comes from the Quant nodes
