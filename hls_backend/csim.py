@@ -111,6 +111,10 @@ def run_csim(
             pickle.dump(spec, f)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        # g++ writes its intermediate files (.s, .res, ...) in TMPDIR and cannot remove them when its group is
+        # killed mid-compile: they go into the job directory, removed with it.
+        (job / "tmp").mkdir()
+        env["TMPDIR"] = str(job / "tmp")
         proc = (children or ChildProcesses()).run(
             [sys.executable, "-m", "hls_backend.csim", str(job)],
             timeout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnx_fuse.errors import InputError, ParityError, first_line, raise_if_signalled
+from onnx_fuse.errors import SIGNALS, InputError, ParityError, first_line
 from onnx_fuse.patterns import fused_nodes
 from onnx_fuse.regular_file import open_regular
 
@@ -276,7 +276,7 @@ def name_final_dir(project: Path, staging: Path, out_dir: Path) -> None:
 
 def install(staging: Path, out_dir: Path) -> None:
     """Move the staged entries into DIR and the earlier run's entries out (into staging, removed with it)."""
-    raise_if_signalled()  # a signal whose exception Python dropped: DIR stays as it was
+    SIGNALS.commit()  # DIR changes from here: a later signal no longer stops the run
     new = sorted(p.name for p in staging.iterdir())
     old = written_by_us(out_dir) or set()
     foreign = foreign_entry(out_dir, old | {MANIFEST})

@@ -1,3 +1,3 @@
-from onnx_fuse.cli import main
+from onnx_fuse.cli import entry
 
-raise SystemExit(main())
+entry()

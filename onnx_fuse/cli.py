@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from onnx_fuse.errors import SIGNALS_RECEIVED, FuseError, Interrupted, interruption
+from onnx_fuse.errors import SIGNALS, FuseError, Interrupted, interruption
 
 EXIT_CODES = """exit codes (every error is one line on stderr; with -q it is the only line):
   0  fused and written (parity checked unless --no-verify)
@@ -194,20 +194,22 @@ def as_json(result) -> str:
 
 
 def raise_interrupted(signum: int, frame) -> None:
+    SIGNALS.received.append(signum)
+    if SIGNALS.committed:  # the output is moving into place: the run completes
+        return
     # Further signals are ignored from here on: a second Ctrl-C must not cut the cleanup (killing the C-sim process
     # groups, removing temporary directories) short.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    SIGNALS_RECEIVED.append(signum)
     raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    SIGNALS_RECEIVED.clear()
+    SIGNALS.reset()
     unraisable_hook = sys.unraisablehook
 
-    def swallowed(unraisable) -> None:  # an Interrupted Python dropped: SIGNALS_RECEIVED keeps it, print nothing
+    def swallowed(unraisable) -> None:  # an Interrupted Python dropped: SIGNALS.received keeps it, print nothing
         if not isinstance(unraisable.exc_value, Interrupted):
             unraisable_hook(unraisable)
 
@@ -228,6 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.unraisablehook = unraisable_hook
+
+
+def entry() -> None:
+    """The command (`onnx-fuse`, `python -m onnx_fuse`): main(), then the interpreter's exit with SIGINT/SIGTERM
+    ignored. The run is over and its output in place by then; a signal in the second TensorFlow and onnxruntime
+    take to shut down must not turn a finished run into one killed by the signal, without its message."""
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def check_counts(args: argparse.Namespace) -> str | None:
@@ -279,6 +291,8 @@ def run_cli(argv: list[str] | None) -> int:
             traceback.print_exc()
         print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1
+    # The output is in place. A signal while printing (stdout may be a pipe nobody reads) stops the printing.
+    SIGNALS.committed = False
     try:
         print(as_json(result) if args.json else summary(result))
     except BrokenPipeError:  # e.g. piped into `head`

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -48,15 +49,35 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-# Signals the CLI's handler took. Python drops an exception raised inside a weakref callback or __del__ (it goes to
-# sys.unraisablehook as "Exception ignored in ...", and the code goes on), so the handler's Interrupted can be lost:
-# the pipeline calls raise_if_signalled at every stage boundary and before any output is moved into place.
-SIGNALS_RECEIVED: list[int] = []
+@dataclass
+class Signals:
+    """What the CLI's SIGINT/SIGTERM handler and the pipeline share.
+
+    Python drops an exception raised inside a weakref callback or __del__ (it goes to sys.unraisablehook as
+    "Exception ignored in ...", and the code goes on), so the handler's Interrupted can be lost: it also records
+    the signal in `received`, which the pipeline checks at every stage boundary. Once the output starts moving into
+    place the run is `committed`: a signal no longer stops it (it would stop it half written, or say "no output
+    written" about a written one)."""
+
+    received: list[int] = field(default_factory=list)
+    committed: bool = False
+
+    def reset(self) -> None:
+        self.received.clear()
+        self.committed = False
+
+    def commit(self) -> None:
+        """The last check before the output moves into place: from here the run completes."""
+        raise_if_signalled()
+        self.committed = True
+
+
+SIGNALS = Signals()
 
 
 def raise_if_signalled() -> None:
-    if SIGNALS_RECEIVED:
-        raise Interrupted(SIGNALS_RECEIVED[0])
+    if SIGNALS.received and not SIGNALS.committed:
+        raise Interrupted(SIGNALS.received[0])
 
 
 def interruption(exc: BaseException | None) -> BaseException | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from onnx_fuse.errors import InputError, raise_if_signalled
+from onnx_fuse.errors import SIGNALS, InputError
 
 # Linux <linux/fs.h>: the inode flags `chattr` sets. rename() cannot replace an immutable or append-only file.
 FS_IOC_GETFLAGS = 0x80086601
@@ -86,7 +86,7 @@ def write_atomic(model: onnx.ModelProto, path: Path) -> None:
             handle.write(model.SerializeToString())
             handle.flush()
             os.fsync(handle.fileno())
-        raise_if_signalled()  # a signal whose exception Python dropped: still no output
+        SIGNALS.commit()
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import onnx
 
-from onnx_fuse.errors import ParityError, library_failures_are_input_errors, raise_if_signalled
+from onnx_fuse.errors import SIGNALS, ParityError, library_failures_are_input_errors, raise_if_signalled
 from onnx_fuse import qonnx_ops
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.qkeras import qkeras_to_qonnx
@@ -81,6 +81,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         raise_if_signalled()
         seconds[name] = time.perf_counter() - start
 
+    SIGNALS.committed = False  # a new run: nothing of it is in place yet
     check_output_path(input_path, output_path)
     if options.hls is not None:
         check_hls_out(options.hls, input_path, output_path)

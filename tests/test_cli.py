@@ -133,7 +133,7 @@ def test_console_script_is_installed():
     from importlib.metadata import entry_points
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "onnx-fuse"]
-    assert script.load() is main
+    assert script.load() is entry
 
 
 def test_summary_says_which_pairs_were_left_unfused_and_why(tmp_path, capsys):

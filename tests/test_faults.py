@@ -611,6 +611,36 @@ def test_a_signal_whose_exception_python_dropped_still_stops_the_run(tmp_path, m
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "conv.onnx"]
 
 
+def test_a_signal_while_the_summary_prints_says_the_output_is_written(tmp_path, monkeypatch, capsys):
+    """The output is in place before the summary prints (stdout may be a pipe nobody reads): a signal then stops the
+    printing and says so, the output stays."""
+    import onnx_fuse.cli as cli_module
+
+    real_summary = cli_module.summary
+
+    def summary(result):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_summary(result)
+
+    monkeypatch.setattr(cli_module, "summary", summary)
+    out = tmp_path / "out.onnx"
+    assert cli_module.main([str(conv_relu(tmp_path)), str(out), "-q"]) == 143
+    assert capsys.readouterr().err.splitlines() == [f"onnx-fuse: interrupted by SIGTERM after writing {out}"]
+    onnx.checker.check_model(onnx.load(out))
+
+
+def test_a_signal_while_the_interpreter_shuts_down_leaves_a_finished_run_finished(tmp_path):
+    """After the summary, TensorFlow and onnxruntime take a second to shut down: a signal then (here from an atexit
+    callback) must not turn a finished run's exit 0 into "killed by SIGTERM"."""
+    code = ("import atexit, os, signal; atexit.register(os.kill, os.getpid(), signal.SIGTERM); "
+            "from onnx_fuse.cli import entry; entry()")
+    model, out = conv_relu(tmp_path), tmp_path / "out.onnx"
+    run = subprocess.run([sys.executable, "-c", code, str(model), str(out), "-q"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert run.returncode == 0, (run.returncode, run.stderr)
+    assert run.stderr == "" and out.exists()
+
+
 def test_a_library_error_caused_by_a_signal_is_the_signal():
     from onnx_fuse.errors import Interrupted, interruption
 
@@ -652,10 +682,11 @@ def test_sigterm_during_export(cli, tmp_path):
     cli.assert_clean()
 
 
-def csim_running(cli: Cli) -> bool:
+def running(cli: Cli, command: bytes) -> bool:
+    """A process the run started has `command` in its command line."""
     for pid in cli.tagged_pids():
         try:
-            if b"hls_backend.csim" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if command in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return True
         except OSError:
             pass
@@ -664,14 +695,14 @@ def csim_running(cli: Cli) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_signal_during_the_hls_stage_kills_children_and_restores_dir(cli, tmp_path, sig):
-    """A few seconds into C-sim (g++ running): children killed at once (not ~60 s later), staging removed, the
-    earlier output and the user's file in DIR exactly as they were."""
+    """While g++ compiles the C-sim: children killed at once (not ~60 s later), g++'s own temp files gone too,
+    staging removed, the earlier output and the user's file in DIR exactly as they were."""
     out = tmp_path / "hls"
     earlier_output(out)
     cli.watch(out)
     proc = cli.start(conv_relu(tmp_path), "out.onnx", "-q", "--samples", "2", "--hls-out", out)
-    wait_for(lambda: csim_running(cli), 300, "the C-sim children")
-    time.sleep(3)
+    wait_for(lambda: running(cli, b"cc1plus"), 300, "g++ compiling")
+    time.sleep(1)
     run = interrupted(proc, sig)
     assert run.seconds < 15
     assert_interrupted(run, sig)
@@ -683,7 +714,7 @@ def test_signal_during_the_hls_stage_kills_children_and_restores_dir(cli, tmp_pa
 @pytest.mark.slow
 def test_sigint_during_the_hls_stage_into_a_new_dir_leaves_nothing(cli, tmp_path):
     proc = cli.start(conv_relu(tmp_path), "out.onnx", "-q", "--samples", "2", "--hls-out", "new")
-    wait_for(lambda: csim_running(cli), 300, "the C-sim children")
+    wait_for(lambda: running(cli, b"hls_backend.csim"), 300, "the C-sim children")
     time.sleep(3)
     assert_interrupted(interrupted(proc, signal.SIGINT), signal.SIGINT)
     assert not (tmp_path / "new").exists()
