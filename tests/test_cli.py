@@ -12,7 +12,7 @@ import onnxruntime as ort
 
 from conftest import MODELS, REPO
 from onnx_fuse import pipeline
-from onnx_fuse.cli import main
+from onnx_fuse.cli import entry, main
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.load import load
 from onnx_fuse.normalise import normalise
