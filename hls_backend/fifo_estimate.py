@@ -1,7 +1,7 @@
 """FIFO resource estimate for hls4ml io_stream designs, calibrated on real csynth reports.
 
 No Vivado/Vitis here, so cost comes from rules fitted on 3,580 FIFO rows of 13 real csynth reports
-(../shared/calibration; tests/data/csynth_fifo_rows.tsv): the BRAM_18K rule reproduces every row exactly, the FF
+(tests/data/csynth_fifo_rows.tsv): the BRAM_18K rule reproduces every row exactly, the FF
 rule is within 2 FF on most rows. LUT is NOT calibrated (csynth reports FIFO LUT only as one summary figure, which
 the table does not hold): `lut` is a rough architectural figure — a shift-register FIFO stores each bit in SRL32
 LUTs (one per 32 words), plus address/control logic; a BRAM FIFO needs only its control logic.

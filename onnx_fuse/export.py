@@ -13,7 +13,7 @@ from onnx_fuse.errors import first_line
 log = logging.getLogger(__name__)
 
 OPSET = 13
-# hls4ml reserves the name `input` (DESIGN.md): rename such an input in the exported graph.
+# hls4ml reserves the name `input`: rename such an input in the exported graph.
 RESERVED_INPUT_NAMES = {"input": "model_input"}
 
 
@@ -31,7 +31,7 @@ def keras_to_onnx(model: Any, opset: int = OPSET) -> onnx.ModelProto:
         for tensor, name in zip(model.inputs, onnx_input_names(model))
     ]
     single = len(specs) == 1
-    # from_keras fails on Keras 3 Sequential models (DESIGN.md); a traced inference function works for all.
+    # from_keras fails on Keras 3 Sequential models; a traced inference function works for all.
     function = tf.function(lambda *xs: model(xs[0] if single else list(xs), training=False))
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)

@@ -53,7 +53,7 @@ def digits_inputs() -> np.ndarray:
 
 
 def tiny2_original_config(fused: onnx.ModelProto, pairs: int, strategy: str = "Resource") -> dict:
-    """The 2021 tiny2 project's precisions (shared/models/tiny2/unmodified_tiny2.yml) on the ONNX layer names:
+    """The 2021 tiny2 project's precisions (its unmodified_tiny2.yml) on the ONNX layer names:
     conv result ap_fixed<9,6>, ReLU result ap_fixed<8,3,AP_RND,AP_SAT> (rounding + saturating), input
     ap_ufixed<8,0>, reuse factor 16384."""
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<8,6>", default_reuse_factor=16384)

@@ -1,6 +1,6 @@
 """Turn tf2onnx's Conv1D back into a 1-D Conv with its bias, so the Relu sits right after it.
 
-tf2onnx exports Keras Conv1D as Unsqueeze -> Conv(1xK) -> Squeeze -> Add(bias) -> Relu (DESIGN.md), with the
+tf2onnx exports Keras Conv1D as Unsqueeze -> Conv(1xK) -> Squeeze -> Add(bias) -> Relu, with the
 first Unsqueeze in front of the layout Transpose. hls4ml's ONNX reader has no Unsqueeze/Squeeze, and onnxslim only
 folds an Add that directly follows a Conv. Three onnxscript rewriter rules:
 - Transpose(Unsqueeze(x))                       => Unsqueeze(Transpose(x))   (the unit axis moves past the layout)

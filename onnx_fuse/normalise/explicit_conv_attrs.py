@@ -1,7 +1,7 @@
 """Spell out kernel_shape, strides, dilations, pads (and a Conv's group) on every Conv and pool.
 
 tf2onnx omits `pads` on 'valid' convs and may emit auto_pad; qonnx's channels-last conversion and hls4ml's conv
-parser read these attributes directly and need them explicit (DESIGN.md). No library tried does this, so it is
+parser read these attributes directly and need them explicit. No library tried does this, so it is
 written here by hand: resolving auto_pad follows the ONNX operator spec.
 """
 
