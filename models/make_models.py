@@ -41,6 +41,13 @@ def train(model: keras.Model, x: np.ndarray, y: np.ndarray, epochs: int) -> floa
     return float(model.evaluate(x[1500:], y[1500:], verbose=0)[1])
 
 
+def save(model, filename: str, test_inputs: np.ndarray, accuracy: float) -> None:
+    """The model, its held-out test inputs next to it (same name, .npz) and its held-out accuracy printed."""
+    model.save(HERE / filename)
+    np.savez_compressed((HERE / filename).with_suffix(".npz"), x=test_inputs)
+    print(f"{filename}: held-out accuracy {accuracy:.3f}")
+
+
 def make_digits_cnn(x: np.ndarray, y: np.ndarray) -> None:
     model = keras.Sequential(
         [
@@ -56,9 +63,7 @@ def make_digits_cnn(x: np.ndarray, y: np.ndarray) -> None:
         name="digits_cnn",
     )
     acc = train(model, x[..., None], y, epochs=30)
-    model.save(HERE / "digits_cnn.h5")
-    np.savez_compressed(HERE / "digits_cnn.npz", x=x[1500:1600, :, :, None])
-    print(f"digits_cnn.h5: held-out accuracy {acc:.3f}")
+    save(model, "digits_cnn.h5", x[1500:1600, :, :, None], acc)
 
 
 def make_digits_conv1d(x: np.ndarray, y: np.ndarray) -> None:
@@ -69,9 +74,7 @@ def make_digits_conv1d(x: np.ndarray, y: np.ndarray) -> None:
     out = keras.layers.Dense(10, name="logits")(h)
     model = keras.Model(inp, out, name="digits_conv1d")
     acc = train(model, x, y, epochs=30)
-    model.save(HERE / "digits_conv1d.keras")
-    np.savez_compressed(HERE / "digits_conv1d.npz", x=x[1500:1600])
-    print(f"digits_conv1d.keras: held-out accuracy {acc:.3f}")
+    save(model, "digits_conv1d.keras", x[1500:1600], acc)
 
 
 def make_digits_mlp(x: np.ndarray, y: np.ndarray) -> None:
@@ -86,9 +89,7 @@ def make_digits_mlp(x: np.ndarray, y: np.ndarray) -> None:
     )
     flat = x.reshape(len(x), 64)
     acc = train(model, flat, y, epochs=30)
-    model.save(HERE / "digits_mlp.h5")
-    np.savez_compressed(HERE / "digits_mlp.npz", x=flat[1500:1600])
-    print(f"digits_mlp.h5: held-out accuracy {acc:.3f}")
+    save(model, "digits_mlp.h5", flat[1500:1600], acc)
 
 
 def make_digits_mobilenet(x: np.ndarray, y: np.ndarray) -> None:
@@ -108,9 +109,7 @@ def make_digits_mobilenet(x: np.ndarray, y: np.ndarray) -> None:
     out = keras.layers.Dense(10, name="logits")(keras.layers.Flatten(name="flatten")(h))
     model = keras.Model(inp, out, name="digits_mobilenet")
     acc = train(model, x[..., None], y, epochs=20)
-    model.save(HERE / "digits_mobilenet.keras")
-    np.savez_compressed(HERE / "digits_mobilenet.npz", x=x[1500:1600, :, :, None])
-    print(f"digits_mobilenet.keras: held-out accuracy {acc:.3f}")
+    save(model, "digits_mobilenet.keras", x[1500:1600, :, :, None], acc)
 
 
 def make_digits_leaky(x: np.ndarray, y: np.ndarray) -> None:
@@ -131,9 +130,7 @@ def make_digits_leaky(x: np.ndarray, y: np.ndarray) -> None:
         name="digits_leaky",
     )
     acc = train(model, x[..., None], y, epochs=20)
-    model.save(HERE / "digits_leaky.h5")
-    np.savez_compressed(HERE / "digits_leaky.npz", x=x[1500:1600, :, :, None])
-    print(f"digits_leaky.h5: held-out accuracy {acc:.3f}")
+    save(model, "digits_leaky.h5", x[1500:1600, :, :, None], acc)
 
 
 def on_grid(w: np.ndarray) -> np.ndarray:

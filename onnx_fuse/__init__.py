@@ -7,7 +7,7 @@ from onnx_fuse.lazy import lazy_exports
 
 __version__ = "0.1.0"
 _EXPORTS = {
-    "FUSED_DOMAIN": "onnx_fuse.fuse",
+    "FUSED_DOMAIN": "onnx_fuse.patterns",
     "Options": "onnx_fuse.pipeline",
     "Result": "onnx_fuse.pipeline",
     "run": "onnx_fuse.pipeline",
