@@ -45,12 +45,14 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    # name -> TensorProto; only an activation's extra inputs (Clip bounds) are ever read as arrays
+    constants = {t.name: t for t in graph.initializer}
     constants.update(
-        (n.output[0], numpy_helper.to_array(n.attribute[0].t))
+        (n.output[0], n.attribute[0].t)
         for n in graph.node
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
     )
+    constant_names = set(constants)
     quantized = {n.output[0]: n for n in graph.node if n.op_type == "Quant" and n.domain == QONNX_DOMAIN}
 
     def constant_weight(name: str) -> bool:  # as fuse.rules.is_constant_weight, on the proto graph
@@ -61,7 +63,7 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     reasons = []
     for producer in (n for n in graph.node if n.op_type in PRODUCER_OPS):
         name = f"{producer.op_type} '{producer.name or producer.output[0]}'"
-        chain = batchnorm_chain(producer, consumers, set(constants))
+        chain = batchnorm_chain(producer, consumers, constant_names)
         if chain:
             act = consumers[chain[-1].output[0]][0].op_type
             path = " -> ".join([name, *(n.op_type for n in chain), act])
@@ -84,7 +86,7 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
         elif PRODUCER_OPS[producer.op_type].needs_constant_weight and not constant_weight(producer.input[1]):
             reasons.append(f"{pair}: weights are not constant (not a Dense layer)")
         elif acts[0].op_type in ACTIVATION_OPS:
-            extra = [constants.get(i) for i in acts[0].input[1:]]
+            extra = [numpy_helper.to_array(constants[i]) if i in constants else None for i in acts[0].input[1:]]
             reasons.append(f"{pair}: {ACTIVATION_OPS[acts[0].op_type].refusal(extra)}")
         else:
             table = ", ".join(ACTIVATION_OPS)
