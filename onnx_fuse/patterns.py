@@ -12,7 +12,7 @@ cannot branch on a string attribute, and the body is what keeps the file runnabl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -45,7 +45,7 @@ class Producer:
     quant: bool = False  # followed by a qonnx Quant (its inputs follow `inputs` in the function)
 
     def with_quant(self) -> "Producer":
-        return Producer(self.op, self.prefix + "Quant", self.inputs, self.attributes, self.needs_constant_weight, True)
+        return replace(self, prefix=self.prefix + "Quant", quant=True)
 
 
 # A fused node carries the activation's attributes under this prefix: Gemm and LeakyRelu both have an `alpha`.
