@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from onnx_fuse.errors import InputError, first_line
+from onnx_fuse.keras_safety import unique_keys
 
 JSON_SUFFIXES = (".json",)
 WEIGHTS_SUFFIXES = (".h5", ".hdf5")
@@ -63,16 +64,15 @@ def check_keras_archive(path: Path) -> None:
             raise InputError(f"cannot load Keras model {path}: the archive has no config.json (not a .keras file)")
 
 
-def read_architecture(path: Path) -> str:
-    """The text of a Keras `model.to_json()` file, checked to be one."""
-    text = path.read_text(errors="replace")
+def read_architecture(path: Path) -> dict:
+    """The config of a Keras `model.to_json()` file, checked to be one."""
     try:
-        config = json.loads(text)
-    except ValueError as exc:
+        config = json.loads(path.read_text(errors="replace"), object_pairs_hook=unique_keys)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser's stack
         raise InputError(f"not a Keras architecture JSON: {path} ({first_line(exc)})") from exc
     if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
         raise InputError(f"not a Keras architecture JSON (no class_name/config, as model.to_json() writes): {path}")
-    return text
+    return config
 
 
 def weights_for(architecture: Path, weights: Path | None) -> Path:

@@ -111,7 +111,7 @@ CASES = {
     "truncated .keras": (lambda tmp: truncated(MODELS / "digits_conv1d.keras", tmp / "t.keras"), "not a complete zip"),
     "truncated .onnx": (None, "not a valid ONNX file"),  # built from a real fused file below
     "zip that is no Keras archive": (zip_without_model, "cannot load Keras model"),
-    "unsupported layer": (custom_layer_model, "unsupported layer Doubler"),
+    "unsupported layer": (custom_layer_model, "is of class 'Doubler', not a Keras or QKeras class"),
     "weights-only .h5": (weights_only, "holds weights only, not a model"),
     "dynamic spatial keras": (dynamic_spatial_keras, "unknown dimensions"),
     "dynamic spatial onnx": (dynamic_spatial_onnx, "only the batch dimension may be dynamic"),

@@ -3,6 +3,8 @@ and on small models covering every supported layer and quantizer; refusals; hls4
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -26,7 +28,8 @@ from qkeras import (  # noqa: E402
 )
 
 from onnx_fuse.errors import InputError  # noqa: E402
-from onnx_fuse.qkeras import is_qkeras_file, load_qkeras, qkeras_to_qonnx  # noqa: E402
+from onnx_fuse.load import load  # noqa: E402
+from onnx_fuse.qkeras import qkeras_to_qonnx  # noqa: E402
 
 
 def run_qonnx(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -46,11 +49,15 @@ def quant_attrs(model: onnx.ModelProto, node: onnx.NodeProto) -> tuple[float, in
     return float(inits[node.input[1]]), int(inits[node.input[3]]), signed
 
 
+def load_qkeras(path: Path):
+    source = load(path)
+    assert source.loader == "qkeras", source.loader
+    return source.keras_model
+
+
 def test_detects_qkeras_files(models_dir):
-    assert is_qkeras_file(models_dir / "tiny2_qkeras.h5")
-    assert is_qkeras_file(models_dir / "digits_qkeras.h5")
-    assert not is_qkeras_file(models_dir / "tiny2_float.h5")
-    assert not is_qkeras_file(models_dir / "digits_conv1d.keras")
+    assert load(models_dir / "tiny2_float.h5").loader.startswith(("keras 3", "tf-keras"))
+    assert load(models_dir / "digits_conv1d.keras").loader == "keras 3"
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +243,6 @@ def test_keras_v3_archive_detected_loaded_and_exported(tmp_path):
     model = zoo_1d()
     path = tmp_path / "zoo.keras"
     model.save(path)
-    assert is_qkeras_file(path)
     x = np.random.default_rng(4).normal(0, 2, (4, 12, 2)).astype(np.float32)
     y = run_qonnx(qkeras_to_qonnx(load_qkeras(path)).model, x)
     assert np.array_equal(y, np.asarray(model(x, training=False)))

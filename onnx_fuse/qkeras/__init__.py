@@ -1,6 +1,5 @@
-"""QKeras models in: detection, loading (qkeras-v3, the `qkeras` extra) and export to QONNX."""
+"""QKeras models out: export to QONNX (they are loaded, qkeras-v3 in safe mode, by onnx_fuse/keras_loaders.py)."""
 
 from onnx_fuse.qkeras.export import QkerasExport, qkeras_to_qonnx
-from onnx_fuse.qkeras.load import is_qkeras_file, load_qkeras
 
-__all__ = ["QkerasExport", "is_qkeras_file", "load_qkeras", "qkeras_to_qonnx"]
+__all__ = ["QkerasExport", "qkeras_to_qonnx"]
