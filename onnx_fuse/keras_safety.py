@@ -142,9 +142,11 @@ def check_object(node: dict | tuple[str, str]) -> str | None:
 
 
 def check_references(node: dict, bare: str) -> None:
-    """Keras 3 imports `module` and looks up `registered_name` (Keras 2 configs have neither)."""
+    """Keras 3 imports `module` and looks up `registered_name` (Keras 2 configs have neither). It writes a Keras
+    function as module "builtins", which it resolves only among its own activations, losses and metrics."""
     module = node.get("module")
-    if module is not None and (not isinstance(module, str) or module.split(".")[0] not in MODULE_ROOTS):
+    roots = MODULE_ROOTS | {"builtins"} if bare == "function" else MODULE_ROOTS
+    if module is not None and (not isinstance(module, str) or module.split(".")[0] not in roots):
         raise Refused(f"references module {str(module)[:60]!r}, outside Keras and QKeras")
     registered = node.get("registered_name")
     allowed = (None, bare, node["class_name"], f"qkeras>{bare}")
