@@ -66,7 +66,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="log every pass and change")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--version", action="version", version=version_line())
     return p
+
+
+def version_line() -> str:
+    """onnx-fuse's version and those of the libraries whose behaviour it depends on (read without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libraries = ("hls4ml", "qonnx", "onnx", "onnxruntime", "onnxscript", "tf2onnx", "tensorflow", "keras", "qkeras-v3")
+    return f"onnx-fuse {installed('onnx-fuse')} (" + ", ".join(f"{n} {installed(n)}" for n in libraries) + ")"
 
 
 def quiet_libraries() -> None:
@@ -265,6 +280,9 @@ def run_cli(argv: list[str] | None) -> int:
         print(f"onnx-fuse: error: {problem}", file=sys.stderr)
         return 2
     try:
+        from onnx_fuse.preflight import check_run_files
+
+        check_run_files(args.model, args.output, args.data)  # answered before the heavy imports below (2 s)
         from hls_backend.hls_stage import HlsOptions
         from onnx_fuse.pipeline import Options, run
 

@@ -4,7 +4,6 @@ else tf-keras) or an ONNX graph (.onnx), refusing anything else clearly."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,10 +15,7 @@ from onnx_fuse.errors import InputError, first_line
 from onnx_fuse.keras_allowlist import QKERAS_LAYERS, QKERAS_QUANTIZERS
 from onnx_fuse.keras_files import JSON_SUFFIXES, check_keras_archive, check_model_h5, read_architecture, weights_for
 from onnx_fuse.keras_safety import check_config, read_model_config
-
-KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
-ONNX_SUFFIXES = (".onnx",)
-
+from onnx_fuse.preflight import ONNX_SUFFIXES, check_input_path
 
 @dataclass
 class Source:
@@ -34,21 +30,6 @@ class Source:
     @property
     def kind(self) -> str:
         return "keras" if self.keras_model is not None else "onnx"
-
-
-def check_input_path(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"input file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"input is a directory, not a model file: {path}")
-    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES:
-        raise InputError(
-            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights) or .onnx"
-        )
-    if not os.access(path, os.R_OK):
-        raise InputError(f"input file is not readable: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"input file is empty: {path}")
 
 
 def load(path: Path, weights: Path | None = None) -> Source:

@@ -8,10 +8,12 @@ import stat
 import struct
 import tempfile
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from onnx_fuse.errors import SIGNALS, InputError
+
+if TYPE_CHECKING:  # the CLI's preflight imports this module before onnx is needed
+    import onnx
 
 # Linux <linux/fs.h>: the inode flags `chattr` sets. rename() cannot replace an immutable or append-only file.
 FS_IOC_GETFLAGS = 0x80086601

@@ -21,7 +21,8 @@ from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
 from onnx_fuse.onnx_reference import runnable
-from onnx_fuse.output import check_output_path, write_atomic
+from onnx_fuse.output import write_atomic
+from onnx_fuse.preflight import check_run_files
 from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
 
 log = logging.getLogger("onnx_fuse")
@@ -82,7 +83,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         seconds[name] = time.perf_counter() - start
 
     SIGNALS.committed = False  # a new run: nothing of it is in place yet
-    check_output_path(input_path, output_path)
+    check_run_files(input_path, output_path, options.data)
     if options.hls is not None:
         check_hls_out(options.hls, input_path, output_path)
     with stage("load", f"loading {input_path}"):

@@ -158,3 +158,29 @@ def test_summary_says_which_pairs_were_left_unfused_and_why(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fused 1 Conv->Relu pair " in out
     assert "left unfused: Conv 'b' -> Sigmoid: only Relu, LeakyRelu, Clip are applied bit-exactly in the hls4ml write-back" in out
+
+
+def fresh_cli(args: list[str]) -> subprocess.CompletedProcess:
+    """The CLI in a new process; its last stdout line lists which heavy libraries it imported."""
+    code = (
+        "import sys\nfrom onnx_fuse.cli import main\ncode = main(sys.argv[1:])\n"
+        "print('imported:', sorted(m for m in ('onnx', 'onnxruntime', 'tensorflow', 'hls4ml') if m in sys.modules))\n"
+        "sys.exit(code)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_a_wrong_data_path_is_answered_before_any_heavy_import(tmp_path):
+    result = fresh_cli([MODELS / "digits_cnn.h5", tmp_path / "o.onnx", "--data", tmp_path / "missing.npz", "-q"])
+    assert result.returncode == 2 and result.stdout.strip() == "imported: []", result
+    assert result.stderr == f"onnx-fuse: error: cannot read test data {tmp_path / 'missing.npz'}: No such file or directory\n"
+    (tmp_path / "notes.npz").write_text("not numpy")
+    result = fresh_cli([MODELS / "digits_cnn.h5", tmp_path / "o.onnx", "--data", tmp_path / "notes.npz", "-q"])
+    assert result.returncode == 2 and "is neither a .npy nor a .npz file" in result.stderr
+
+
+def test_version_names_the_libraries_that_matter():
+    result = subprocess.run([sys.executable, "-m", "onnx_fuse", "--version"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0
+    assert result.stdout.startswith("onnx-fuse 0.1.0 (hls4ml 1.3.0, qonnx 1.0.0, onnx 1.23."), result.stdout
