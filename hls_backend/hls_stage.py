@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hls_backend.accuracy import Accuracy, csim_vs_onnx, overflow_warning
 from onnx_fuse.errors import SIGNALS, InputError, ParityError, first_line
 from onnx_fuse.patterns import fused_nodes
 from onnx_fuse.regular_file import open_regular
@@ -66,6 +67,7 @@ class HlsResult:
     kept: list[str] = field(default_factory=list)  # why each other pair keeps its activation stage
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None
+    accuracy: Accuracy | None = None  # C-sim against onnxruntime; None for a feature-map output (layouts differ)
 
     def as_dict(self) -> dict:
         return {
@@ -74,6 +76,7 @@ class HlsResult:
             "pairs": self.pairs, "kept_stages": self.kept,
             "seconds": self.seconds,
             "report": self.report,
+            "csim_vs_onnx": self.accuracy.as_dict() if self.accuracy is not None else None,
         }
 
 
@@ -250,6 +253,7 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     final = {fuse: options.out_dir / path.name for fuse, path in dirs.items()}
     hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
                     len(fused_nodes(fused)), seconds=seconds)
+    hls.accuracy = accuracy_against_onnx(fused, x, outputs[True], options.precision)
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess
         from hls_backend.project import kept_stages
@@ -265,6 +269,21 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
             f"{len(x)} inputs); projects kept in {options.out_dir} for inspection, no ONNX file written"
         )
     return hls
+
+
+def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndarray, precision: str) -> Accuracy | None:
+    """The design against the model it was built from (fused vs unfused says nothing here: equal by construction).
+    Compared where the output is a vector per input; a feature map is channels-last in hls4ml, so not element-wise
+    comparable."""
+    from onnx_fuse.verify import run_onnx
+
+    y_onnx = run_onnx(fused, {fused.graph.input[0].name: x})[0]
+    if y_onnx.ndim > 2:
+        return None
+    accuracy = csim_vs_onnx(y_csim, y_onnx.reshape(len(x), -1))
+    if accuracy.far:
+        accuracy.warning = overflow_warning(fused, x, precision)
+    return accuracy
 
 
 def name_final_dir(project: Path, staging: Path, out_dir: Path) -> None:

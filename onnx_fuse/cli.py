@@ -177,6 +177,10 @@ def summary(result) -> str:
             f"(projects {h.fused_dir}, {h.unfused_dir})"
         )
         lines.append(f"  hls4ml: {h.fused_in_hls} of {h.pairs} pairs apply their activation in the layer's write-back")
+        if h.accuracy is not None:
+            lines.append(f"  {h.accuracy.line()}")
+            if h.accuracy.warning:
+                lines.append(f"  hls4ml: warning: {h.accuracy.warning}")
         lines += [f"  hls4ml: {line}" for line in h.kept]
         if h.report is not None:
             lines.append("")

@@ -35,6 +35,10 @@ def test_hls_stage_is_bit_exact_reports_the_saving_and_replaces_an_earlier_outpu
     hls = report["hls"]
     assert hls["bit_exact"] is True and hls["max_abs_diff"] == 0.0 and hls["samples"] == 200
     assert hls["fused_in_hls"] == 2
+    # against the model itself: ap_fixed<16,6> holds this float CNN's values (no warning)
+    accuracy = hls["csim_vs_onnx"]
+    assert accuracy["samples"] == 200 and accuracy["top1_agree"] >= 196 and accuracy["max_abs_err"] < 0.5
+    assert accuracy["far"] is False and accuracy["warning"] is None
     fused, unfused = hls["report"]["fused"], hls["report"]["unfused"]
     assert unfused["processes"] - fused["processes"] == 2
     assert fused["fifo_bram18k"] < unfused["fifo_bram18k"]
@@ -196,3 +200,43 @@ def test_a_layer_hls4ml_lacks_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("onnx-fuse: error: hls4ml cannot convert this graph:") and "Sin" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.slow  # two pairs of compiles: ~70 s of CPU
+def test_a_design_far_from_the_model_names_the_layer_and_the_precision(tmp_path, capsys):
+    """ap_fixed<8,2> holds |x| < 2: the MLP's first Dense overflows, C-sim lands far from onnxruntime, and the summary
+    says where and which precision holds every layer's values; that precision then brings the design back."""
+    args = [str(MODELS / "digits_mlp.h5"), str(tmp_path / "m.onnx"), "--data", str(MODELS / "digits_mlp.npz"),
+            "--io-type", "io_parallel", "-q"]
+    assert main([*args, "--hls-out", str(tmp_path / "narrow"), "--precision", "ap_fixed<8,2>"]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if "C-sim vs onnxruntime" in line)
+    agree, samples = map(int, line.rsplit("top-1 agreement ", 1)[1].split("/"))
+    assert agree < 0.9 * samples, line
+    warning = next(line for line in text.splitlines() if "hls4ml: warning:" in line)
+    assert "Gemm_0 is the first layer whose values leave ap_fixed<8,2>" in warning, warning
+    suggested = warning.split("--precision '", 1)[1].split("'", 1)[0]
+    assert main([*args, "--hls-out", str(tmp_path / "wide"), "--precision", suggested]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if "C-sim vs onnxruntime" in line)
+    agree, samples = map(int, line.rsplit("top-1 agreement ", 1)[1].split("/"))
+    assert agree >= 0.95 * samples and "hls4ml: warning" not in text, text
+
+
+def test_overflow_warning_on_tiny2_at_the_default_precision(tmp_path):
+    """tiny2 (float) at hls4ml's ap_fixed<16,6>: its second conv's values reach 70 on the real images, beyond the
+    type's 32 (onnxruntime only, no compile: the design-level check is the slow test above)."""
+    from hls_backend.accuracy import csim_vs_onnx, overflow_warning
+    from onnx_fuse.pipeline import Options, run
+
+    fused = run(MODELS / "tiny2_float.h5", tmp_path / "t.onnx", Options(verify=False)).model
+    x = np.load(MODELS / "tiny2_float.npz")["x"][:20]
+    warning = overflow_warning(fused, x, "ap_fixed<16,6>")
+    assert warning is not None and "Conv_1 is the first layer whose values leave ap_fixed<16,6>" in warning, warning
+    assert "--precision 'ap_fixed<18,8>'" in warning
+    assert overflow_warning(fused, x, "ap_fixed<18,8>") is None
+
+    y = np.array([[0.0, 1.0, 2.0], [3.0, 2.0, 1.0]])
+    assert csim_vs_onnx(y, y).far is False and csim_vs_onnx(y, y).top1_agree == 2
+    swapped = csim_vs_onnx(y[::-1], y)
+    assert (swapped.top1_agree, swapped.max_abs_err, swapped.far) == (0, 3.0, True)
