@@ -1,0 +1,132 @@
+"""Recorded command output in README.md and docs/*.md, kept true: each fenced block preceded by
+
+    <!-- recorded: COMMAND -->
+
+is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
+by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write`
+reruns every command and rewrites the blocks; `--check` compares (timings excepted), as tests/test_docs.py does for
+the commands that build no hls4ml project. A `setup:` clause names a function below that prepares the directory."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"<!-- recorded: (.*?)(?:; setup: (\w+))? -->\n```\n(.*?)```\n", re.S)
+# what varies from run to run: stage timings, hls4ml's compile/predict seconds
+VARYING = [(re.compile(r"^(\s*time:).*$", re.M), r"\1 ...")]
+
+
+@dataclass
+class Block:
+    page: Path
+    command: str
+    setup: str | None
+    text: str
+    start: int
+    end: int
+
+    @property
+    def expensive(self) -> bool:  # builds and compiles hls4ml projects, or runs a benchmark
+        return "--hls-out" in self.command or "--hls-out" in self.text or "bench/" in self.command
+
+
+def pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text()
+    return [Block(page, m.group(1), m.group(2), m.group(3), m.start(3), m.end(3)) for m in MARKER.finditer(text)]
+
+
+def mine(folder: Path) -> None:
+    (folder / "mine").mkdir()
+    (folder / "mine" / "notes.txt").write_text("my notes\n")
+
+
+def untrusted(folder: Path) -> None:
+    """A tf-keras .h5 whose Lambda would create `pwned` if its bytecode ever ran."""
+    import tf_keras as k
+
+    from test_keras_safety import touching_lambda
+
+    inp = k.Input((4,))
+    lam = k.layers.Lambda(touching_lambda(folder / "pwned"))
+    k.Model(inp, k.layers.Dense(3, activation="relu")(lam(inp))).save(folder / "untrusted.h5")
+    (folder / "pwned").unlink()  # building the model called the Lambda once
+
+
+def keras2_cnn(folder: Path) -> None:
+    """tests/test_legacy.py's Keras-2-era model, saved by tf-keras as .h5, .json and weights."""
+    from test_legacy import keras2_model
+
+    model = keras2_model()
+    model.save(folder / "keras2_cnn.h5")
+    (folder / "keras2_cnn.json").write_text(model.to_json())
+    model.save_weights(folder / "keras2_cnn_weights.h5")
+
+
+SETUPS = {"mine": mine, "untrusted": untrusted, "keras2_cnn": keras2_cnn}
+
+
+def run(command: str, folder: Path) -> str:
+    shell = command.replace("python ", f"{sys.executable} ", 1) if command.startswith("python ") else command
+    result = subprocess.run(shell, shell=True, cwd=folder, capture_output=True, text=True, timeout=3600)
+    return result.stderr + result.stdout
+
+
+def produce(block: Block) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "models").symlink_to(REPO / "models")
+        (folder / "bench").symlink_to(REPO / "bench")
+        if block.setup:
+            SETUPS[block.setup](folder)
+        if block.command != "$":
+            return run(block.command, folder)
+        out, lines = [], iter(block.text.splitlines())
+        for line in lines:
+            if line.startswith("$ "):
+                command = [line]
+                while command[-1].endswith("\\"):  # a command continued on the next line
+                    command.append(next(lines))
+                out += [*command, *run("\n".join(command)[2:], folder).splitlines()]
+        return "\n".join(out) + "\n"
+
+
+def normal(text: str) -> str:
+    for pattern, replacement in VARYING:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rerun every command and rewrite its block")
+    parser.add_argument("--cheap", action="store_true", help="only commands that build no hls4ml project")
+    args = parser.parse_args(argv)
+    stale = 0
+    for page in pages():
+        found = [b for b in blocks(page) if not (args.cheap and b.expensive)]
+        text = page.read_text()
+        for block in reversed(found):  # rewrite from the end: earlier offsets stay valid
+            fresh = produce(block)
+            if args.write:
+                text = text[: block.start] + fresh + text[block.end :]
+            elif normal(fresh) != normal(block.text):
+                stale += 1
+                print(f"{page.relative_to(REPO)}: recorded output of `{block.command}` is stale", file=sys.stderr)
+        if args.write:
+            page.write_text(text)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

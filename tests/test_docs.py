@@ -1,0 +1,34 @@
+"""The docs stay true: recorded command output matches a rerun (the commands that build no hls4ml project; the
+rest are rewritten by `python tests/recorded.py --write`), and the README's usage is the one in docs/usage.md."""
+
+from __future__ import annotations
+
+import pytest
+
+import recorded
+from conftest import REPO
+
+CHEAP = [b for page in recorded.pages() for b in recorded.blocks(page) if not b.expensive]
+EXPENSIVE = [b for page in recorded.pages() for b in recorded.blocks(page) if b.expensive]
+
+
+def test_every_page_has_its_recorded_blocks_found():
+    assert len(CHEAP) >= 4 and len(EXPENSIVE) >= 4
+
+
+@pytest.mark.parametrize("block", CHEAP, ids=lambda b: f"{b.page.name}:{b.command[:50]}")
+def test_recorded_output_matches_a_rerun(block):
+    assert recorded.normal(recorded.produce(block)) == recorded.normal(block.text)
+
+
+@pytest.mark.slow  # hls4ml builds and benchmarks: minutes each
+@pytest.mark.parametrize("block", EXPENSIVE, ids=lambda b: f"{b.page.name}:{b.command[:50]}")
+def test_expensive_recorded_output_matches_a_rerun(block):
+    assert recorded.normal(recorded.produce(block)) == recorded.normal(block.text)
+
+
+def test_readme_usage_is_the_reference_usage():
+    readme, usage = (REPO / "README.md").read_text(), (REPO / "docs" / "usage.md").read_text()
+    options = readme[readme.index("```\nonnx-fuse MODEL"):readme.index("\n\nExit codes:")]
+    assert options in usage
+    assert len(readme.splitlines()) < 250
