@@ -18,6 +18,7 @@ model's, and the model's opset is only known per file.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_fuse import qonnx_params
 from onnx_fuse.errors import InputError
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -50,6 +52,8 @@ TRUNC_V1_INPUTS = ["X", "scale", "zeropt", "in_bitwidth", "out_bitwidth"]
 TRUNC_V2_INPUTS = ["X", "scale", "zeropt", "in_bitwidth", "out_scale", "out_bitwidth"]
 BIPOLAR_INPUTS = ["X", "scale"]
 RUNNABLE = ("Quant", "BipolarQuant", "Trunc")
+
+log = logging.getLogger(__name__)
 
 
 class Body:
@@ -267,6 +271,8 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         raise InputError(f"QONNX model imports {ML_DOMAIN} opset {ml_opset}: onnx-fuse needs opset 2 or newer")
     for node in qonnx_nodes:
         check_node(node, qonnx_opset)
+    for change in qonnx_params.as_float32(model, lambda n: is_qonnx_domain(n.domain) and n.op_type in RUNNABLE):
+        log.debug("qonnx parameter %s", change)
     used = sorted({n.op_type for n in qonnx_nodes})
     # Ours replace any earlier copy (e.g. from a previous onnx-fuse run): they are the reference semantics.
     kept = [f for f in model.functions if not (f.domain == QONNX_DOMAIN and f.name in RUNNABLE)]
