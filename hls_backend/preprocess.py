@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pooling import ChannelsLastAveragePool
+from hls_backend.uniform_scales import uniform_po2_weight_scales
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
 # hls4ml reads these attributes of a Clip node (hls_backend/clip.py); its front end looks up a shape for every
@@ -122,7 +123,9 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
-    channels_last = qonnx_channels_last(inline_and_tag(original))
+    inlined = inline_and_tag(original)
+    uniform_po2_weight_scales(inlined)  # per-channel power-of-2 weight scales, which hls4ml 1.3 cannot convert
+    channels_last = qonnx_channels_last(inlined)
     check_dense_bias_scales(channels_last)
     clip_bounds_as_attributes(channels_last)
     marks = {
