@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_fuse import qonnx_params
+from onnx_fuse import channels_last_ops, qonnx_params
 from onnx_fuse.errors import InputError
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -259,10 +259,11 @@ def check_node(node: onnx.NodeProto, qonnx_opset: int) -> None:
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """Canonical qonnx domain and opset import, refuse what cannot run, attach one function per qonnx op used."""
     canonical_domains(model)
-    qonnx_nodes = [n for n in model.graph.node if is_qonnx_domain(n.domain)]
+    onnx_opset = opset_version(model, "") or opset_version(model, "ai.onnx") or 0
+    channels_last_ops.attach(model, onnx_opset)  # qonnx's channels-last Conv, MaxPool, BatchNormalization
+    qonnx_nodes = [n for n in model.graph.node if is_qonnx_domain(n.domain) and n.domain != channels_last_ops.DOMAIN]
     if not qonnx_nodes:
         return model
-    onnx_opset = opset_version(model, "") or opset_version(model, "ai.onnx") or 0
     if onnx_opset < MIN_ONNX_OPSET:
         raise InputError(f"QONNX model with ONNX opset {onnx_opset}: onnx-fuse needs opset {MIN_ONNX_OPSET} or newer")
     qonnx_opset = opset_version(model, QONNX_DOMAIN) or DEFAULT_QONNX_OPSET

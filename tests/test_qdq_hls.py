@@ -1,0 +1,41 @@
+"""QDQ through hls4ml: a QuantizeLinear/DequantizeLinear graph with per-channel power-of-2 weight scales converts with
+no precision file, and C-sim is bit-exact fused vs unfused with every pair's ReLU in the write-back. One compile
+pair by default; the zero-point (Clip) and float-scale forms are slow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hls_backend
+from onnx_fuse.fuse import fuse
+from onnx_fuse.normalise import normalise
+from onnx_fuse.verify import run_onnx
+from qdq_graphs import qdq_cnn
+from test_hls_backend import assert_fused_design, csim_pair
+from test_qdq import ties
+
+pytestmark = pytest.mark.hls
+
+CASES = [
+    pytest.param({}, "io_stream", 2, id="per-axis po2"),
+    pytest.param({"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37",
+                 marks=pytest.mark.slow),
+    pytest.param({"po2": False, "input_zero_point": -5}, "io_stream", 0, id="float scales", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("case, io_type, write_back", CASES)
+def test_qdq_bit_exact_fused_unfused_without_config(case, io_type, write_back, compiled):
+    normalised, _ = normalise(qdq_cnn(**case))
+    fused, report = fuse(normalised)
+    assert report.pairs == 2
+    x = ties(16)
+    cfg = hls_backend.config_from_fused_onnx(fused)  # no precision file: the Quant nodes give the types
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    if write_back:
+        assert_fused_design(got.output_dir, ref.output_dir, write_back, io_type)
+    # the designs compute the model: the float biases take hls4ml's default type, so close to onnxruntime, not equal
+    expected = run_onnx(normalised, {normalised.graph.input[0].name: x})[0]
+    assert np.abs(got.y.reshape(expected.shape) - expected).max() <= 0.05 * np.abs(expected).max()
