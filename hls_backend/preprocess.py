@@ -69,9 +69,11 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    # onnx-fuse output can carry duplicate value_info entries, which ModelWrapper asserts on; qonnx re-infers
-    # every shape anyway.
+    # onnx-fuse output can carry duplicate value_info entries, which ModelWrapper asserts on. They are inferred
+    # again by ONNX, through the file's functions: qonnx's own shape inference cannot start a channels-last Conv or
+    # MaxPool without its input's shape.
     del model.graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model)
     wrapped = cleanup_model(ModelWrapper(model))
     with warnings.catch_warnings():
         # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
