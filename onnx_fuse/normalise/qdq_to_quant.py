@@ -215,6 +215,32 @@ def per_axis_constants(graph: Graph) -> int:
     return changed
 
 
+def dequantized_biases(graph: Graph) -> int:
+    """DequantizeLinear of an int32 constant (the bias form of onnxruntime's QDQ, scale = input scale x weight
+    scale) becomes its float32 value, computed as onnxruntime does (float(q - zp) * scale): a 32-bit Quant would tell
+    hls4ml nothing (it is the accumulator's width), and hls4ml 1.3 cannot convert a Dense bias Quant whose scale is
+    not a power of 2."""
+    count = 0
+    for node in list(graph.model.graph.node):
+        if node.op_type != "DequantizeLinear" or node.input[0] not in graph.inits:
+            continue
+        if graph.inits[node.input[0]].data_type != TensorProto.INT32:
+            continue
+        ints, scale, zero = (graph.array(name) for name in node.input[:3])
+        if scale is None or zero is None:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if scale.ndim == 1 and ints.ndim > 1:  # per-axis: scale and zero point along `axis`
+            shape = [1] * ints.ndim
+            shape[axis] = scale.size
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        value = (ints.astype(np.int64) - zero.astype(np.int64)).astype(np.float32) * scale.astype(np.float32)
+        graph.add(value.astype(np.float32), node.output[0])
+        graph.model.graph.node.remove(node)
+        count += 1
+    return count
+
+
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if not any(node.op_type in QDQ for node in model.graph.node):
         return model, []
@@ -230,6 +256,8 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     drop_scalar_axis(model, graph)
     if added := explicit_zero_points(graph):
         changes.append(f"{added} default zero points made explicit")
+    if biases := dequantized_biases(graph):
+        changes.append(f"{biases} int32 biases dequantized to float32")
     per_axis_constants(graph)
     for quant, dequants in runtime_pairs(graph):
         change = zero_point_free(graph, quant, dequants)
