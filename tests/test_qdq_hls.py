@@ -21,8 +21,20 @@ CASES = [
     pytest.param({}, "io_stream", 2, id="per-axis po2"),
     pytest.param({"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37",
                  marks=pytest.mark.slow),
-    pytest.param({"po2": False, "input_zero_point": -5}, "io_stream", 0, id="float scales", marks=pytest.mark.slow),
+    pytest.param({"po2": False, "per_axis": False, "input_zero_point": -5}, "io_stream", 0, id="float scales",
+                 marks=pytest.mark.slow),
 ]
+
+
+def test_per_channel_float_weight_scales_are_refused_before_hls4ml():
+    """hls4ml 1.3's precision inference fails (IndexError) on unequal per-channel scales, fused and unfused alike;
+    power-of-2 ones are merged into one scale, float ones are refused in one line before any conversion."""
+    from hls_backend.preprocess import UnsupportedModelError, preprocess
+
+    normalised, _ = normalise(qdq_cnn(po2=False))
+    with pytest.raises(UnsupportedModelError, match="per-channel scales that are not all powers of 2"):
+        preprocess(normalised)
+    preprocess(normalise(qdq_cnn())[0])  # the power-of-2 per-channel form goes through
 
 
 @pytest.mark.parametrize("case, io_type, write_back", CASES)
