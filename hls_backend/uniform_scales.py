@@ -35,7 +35,12 @@ def uniform_po2_weight_scales(model: onnx.ModelProto) -> list[str]:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         mode = attrs.get("rounding_mode", b"ROUND")
         quantized = int_quant(
-            weights, scale, zeropt, bits, attrs.get("signed", 1), attrs.get("narrow", 0),
+            weights,
+            scale,
+            zeropt,
+            bits,
+            attrs.get("signed", 1),
+            attrs.get("narrow", 0),
             mode.decode() if isinstance(mode, bytes) else mode,
         ).astype(np.float32)
         exponents = np.frexp(scale)[1]

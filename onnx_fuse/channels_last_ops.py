@@ -19,24 +19,42 @@ from onnx_fuse.errors import InputError
 
 DOMAIN = "qonnx.custom_op.channels_last"
 INTS, INT, FLOAT, STRING = (
-    onnx.AttributeProto.INTS, onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING,
+    onnx.AttributeProto.INTS,
+    onnx.AttributeProto.INT,
+    onnx.AttributeProto.FLOAT,
+    onnx.AttributeProto.STRING,
 )
 # op -> (inputs, attributes as in the ONNX op, how many leading inputs qonnx transposes)
 OPS = {
     "Conv": (
         ["X", "W", "B"],
-        [("auto_pad", STRING), ("dilations", INTS), ("group", INT), ("kernel_shape", INTS), ("pads", INTS),
-         ("strides", INTS)],
+        [
+            ("auto_pad", STRING),
+            ("dilations", INTS),
+            ("group", INT),
+            ("kernel_shape", INTS),
+            ("pads", INTS),
+            ("strides", INTS),
+        ],
         2,
     ),
     "MaxPool": (
         ["X"],
-        [("auto_pad", STRING), ("ceil_mode", INT), ("dilations", INTS), ("kernel_shape", INTS), ("pads", INTS),
-         ("storage_order", INT), ("strides", INTS)],
+        [
+            ("auto_pad", STRING),
+            ("ceil_mode", INT),
+            ("dilations", INTS),
+            ("kernel_shape", INTS),
+            ("pads", INTS),
+            ("storage_order", INT),
+            ("strides", INTS),
+        ],
         1,
     ),
     "BatchNormalization": (
-        ["X", "scale", "B", "input_mean", "input_var"], [("epsilon", FLOAT), ("momentum", FLOAT)], 1,
+        ["X", "scale", "B", "input_mean", "input_var"],
+        [("epsilon", FLOAT), ("momentum", FLOAT)],
+        1,
     ),
 }
 
@@ -65,8 +83,13 @@ def function(op_type: str, rank: int, onnx_opset: int) -> onnx.FunctionProto:
     nodes.append(node)
     nodes.append(helper.make_node("Transpose", ["Y_first"], ["Y"], perm=to_channels_last(rank)))
     return helper.make_function(
-        DOMAIN, op_type, inputs=inputs, outputs=["Y"], nodes=nodes,
-        opset_imports=[helper.make_opsetid("", onnx_opset)], attributes=[name for name, _ in attrs],
+        DOMAIN,
+        op_type,
+        inputs=inputs,
+        outputs=["Y"],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", onnx_opset)],
+        attributes=[name for name, _ in attrs],
     )
 
 
@@ -103,8 +126,10 @@ def attach(model: onnx.ModelProto, onnx_opset: int) -> None:
         if rank is None or rank < 3:
             raise InputError(f"{where}: the rank of its input is unknown (no shape in the file)")
         if used.setdefault(node.op_type, rank) != rank:
-            raise InputError(f"channels-last {node.op_type} is used at ranks {used[node.op_type]} and {rank}: "
-                             "onnx-fuse runs one rank per op")
+            raise InputError(
+                f"channels-last {node.op_type} is used at ranks {used[node.op_type]} and {rank}: "
+                "onnx-fuse runs one rank per op"
+            )
     kept = [f for f in model.functions if f.domain != DOMAIN]
     del model.functions[:]
     model.functions.extend(kept + [function(op, rank, onnx_opset) for op, rank in sorted(used.items())])

@@ -38,7 +38,9 @@ def qdq_cnn(
     def qdq(x: str, name: str, s: np.ndarray, zp: int, kind: type) -> str:
         params = [init(f"{name}_scale", s), init(f"{name}_zp", np.array(zp, kind))]
         nodes.append(helper.make_node("QuantizeLinear", [x, *params], [f"{name}_q"], name=f"{name}_quant"))
-        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", *params], [f"{name}_dq"], name=f"{name}_dequant"))
+        nodes.append(
+            helper.make_node("DequantizeLinear", [f"{name}_q", *params], [f"{name}_dq"], name=f"{name}_dequant")
+        )
         return f"{name}_dq"
 
     def weight(name: str, shape: tuple[int, ...], s: float, axis: int) -> str:
@@ -47,24 +49,35 @@ def qdq_cnn(
         scales = scale(s, channels) if per_axis else scale(s)
         zp = np.full(channels if per_axis else (), weight_zero_point, np.int8)
         attrs = {"axis": axis} if per_axis else {}
-        nodes.append(helper.make_node(
-            "DequantizeLinear",
-            [init(f"{name}_int", ints), init(f"{name}_scale", scales), init(f"{name}_zp", zp)],
-            [name],
-            name=f"{name}_dequant",
-            **attrs,
-        ))
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [init(f"{name}_int", ints), init(f"{name}_scale", scales), init(f"{name}_zp", zp)],
+                [name],
+                name=f"{name}_dequant",
+                **attrs,
+            )
+        )
         return name
 
     x = qdq("x", "input", scale(1 / 16), input_zero_point, input_type)
     w1 = weight("w1", (4, 1, 3, 3), 1 / 64, 0)
-    nodes.append(helper.make_node("Conv", [x, w1, init("b1", rng.standard_normal(4).astype(np.float32) / 4)], ["c1"],
-                                  name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    nodes.append(
+        helper.make_node(
+            "Conv",
+            [x, w1, init("b1", rng.standard_normal(4).astype(np.float32) / 4)],
+            ["c1"],
+            name="conv1",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+        )
+    )
     nodes.append(helper.make_node("Relu", ["c1"], ["r1"], name="relu1"))
     a1 = qdq("r1", "act1", scale(1 / 8), act_zero_point, np.uint8)
     w2 = weight("w2", (6, 4, 3, 3), 1 / 64, 0)
-    nodes.append(helper.make_node("Conv", [a1, w2], ["c2"], name="conv2", kernel_shape=[3, 3], strides=[2, 2],
-                                  pads=[1, 1, 1, 1]))
+    nodes.append(
+        helper.make_node("Conv", [a1, w2], ["c2"], name="conv2", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    )
     nodes.append(helper.make_node("Relu", ["c2"], ["r2"], name="relu2"))
     a2 = qdq("r2", "act2", scale(1 / 8), act_zero_point, np.uint8)
     nodes.append(helper.make_node("Flatten", [a2], ["f"], name="flatten"))

@@ -92,7 +92,11 @@ def test_channels_last_op_qonnx_does_not_have_is_refused(tmp_path):
     onnx.save(model, str(path))
     from onnx_fuse.errors import InputError
 
-    with pytest.raises(InputError, match="unsupported channels-last AveragePool node .*: qonnx's channels-last domain has only Conv, MaxPool, BatchNormalization"):
+    with pytest.raises(
+        InputError,
+        match="unsupported channels-last AveragePool node .*: qonnx's channels-last domain has only Conv, MaxPool, "
+        "BatchNormalization",
+    ):
         load_onnx(path)
 
 
@@ -102,8 +106,17 @@ def test_channels_last_qonnx_through_hls_bit_exact(tmp_path, capsys):
     path = channels_last("digits_qcnn_po2", tmp_path / "ch_last.onnx")
     x = np.load(MODELS / "digits_qcnn_po2.npz")["x"][:32].transpose(0, 2, 3, 1)
     np.save(tmp_path / "x.npy", x)
-    code = main([str(path), str(tmp_path / "out.onnx"), "--data", str(tmp_path / "x.npy"), "--hls-out",
-                 str(tmp_path / "hls"), "-q"])
+    code = main(
+        [
+            str(path),
+            str(tmp_path / "out.onnx"),
+            "--data",
+            str(tmp_path / "x.npy"),
+            "--hls-out",
+            str(tmp_path / "hls"),
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 48 inputs" in out

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +22,10 @@ def ir3_dense_bn(channels_in_scale: int) -> onnx.ModelProto:
         numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "w"),
         numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b"),
         numpy_helper.from_array(np.ones(channels_in_scale, np.float32), "scale"),
-        *(numpy_helper.from_array(np.full(4, v, np.float32), n) for n, v in [("bias", 0.1), ("mean", 0.2), ("var", 1.5)]),
+        *(
+            numpy_helper.from_array(np.full(4, v, np.float32), n)
+            for n, v in [("bias", 0.1), ("mean", 0.2), ("var", 1.5)]
+        ),
     ]
     nodes = [
         helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="dense"),
@@ -34,7 +36,9 @@ def ir3_dense_bn(channels_in_scale: int) -> onnx.ModelProto:
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])]
     inputs += [helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in inits]
-    graph = helper.make_graph(nodes, "ir3", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    graph = helper.make_graph(
+        nodes, "ir3", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
     model.ir_version = 3
     onnx.checker.check_model(model)  # the checker accepts it: only running it shows the fault

@@ -103,7 +103,9 @@ def test_po2_qdq_through_the_cli_fuses_every_pair(tmp_path, capsys):
     assert all(p["max_abs_err"] == 0.0 for p in summary["parity"])
 
 
-def single_qdq(nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], out_type=TensorProto.FLOAT) -> onnx.ModelProto:
+def single_qdq(
+    nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], out_type=TensorProto.FLOAT
+) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "q",

@@ -19,10 +19,16 @@ pytestmark = pytest.mark.hls
 
 CASES = [
     pytest.param({}, "io_stream", 2, id="per-axis po2"),
-    pytest.param({"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37",
-                 marks=pytest.mark.slow),
-    pytest.param({"po2": False, "per_axis": False, "input_zero_point": -5}, "io_stream", 0, id="float scales",
-                 marks=pytest.mark.slow),
+    pytest.param(
+        {"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        {"po2": False, "per_axis": False, "input_zero_point": -5},
+        "io_stream",
+        0,
+        id="float scales",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 

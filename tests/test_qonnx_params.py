@@ -88,12 +88,32 @@ def cases(dtype) -> list[onnx.ModelProto]:
     scale = np.array([0.25, 0.5, 2.0, 1.0] if fractions else [1, 2, 4, 1], dtype)
     return [
         single("Quant", {"s": scale, "z": np.array(0, dtype), "b": np.array(4, dtype)}, signed=1, narrow=0),
-        single("Quant", {"s": np.array(0.5 if fractions else 2, dtype), "z": np.array(3, dtype), "b": np.array(6, dtype)}, signed=0,
-               narrow=0, rounding_mode="FLOOR"),
-        single("Trunc", {"s": scale, "z": np.array(0, dtype), "i": np.array(8, dtype), "o": np.array(4, dtype)},
-               rounding_mode="FLOOR"),
-        single("Trunc", {"s": scale, "z": np.array(0, dtype), "i": np.array(8, dtype), "os": scale * dtype(16),
-                         "o": np.array(4, dtype)}, qonnx_opset=2, rounding_mode="ROUND", signed=1, narrow=0),
+        single(
+            "Quant",
+            {"s": np.array(0.5 if fractions else 2, dtype), "z": np.array(3, dtype), "b": np.array(6, dtype)},
+            signed=0,
+            narrow=0,
+            rounding_mode="FLOOR",
+        ),
+        single(
+            "Trunc",
+            {"s": scale, "z": np.array(0, dtype), "i": np.array(8, dtype), "o": np.array(4, dtype)},
+            rounding_mode="FLOOR",
+        ),
+        single(
+            "Trunc",
+            {
+                "s": scale,
+                "z": np.array(0, dtype),
+                "i": np.array(8, dtype),
+                "os": scale * dtype(16),
+                "o": np.array(4, dtype),
+            },
+            qonnx_opset=2,
+            rounding_mode="ROUND",
+            signed=1,
+            narrow=0,
+        ),
         single("BipolarQuant", {"s": scale}),
     ]
 
@@ -130,7 +150,9 @@ def spec_float32(model: onnx.ModelProto) -> onnx.ModelProto:
 def test_parameter_computed_at_run_time_gets_a_cast(tmp_path):
     """A bit width from a Constant node (int64) is cast in the graph, before the Quant that reads it."""
     model = single("Quant", {"s": np.array(0.25, np.float64), "z": np.array(0, np.int64)}, signed=1, narrow=0)
-    model.graph.node.insert(0, helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.array(5, np.int64))))
+    model.graph.node.insert(
+        0, helper.make_node("Constant", [], ["b"], value=numpy_helper.from_array(np.array(5, np.int64)))
+    )
     model.graph.node[1].input.append("b")
     path = tmp_path / "const.onnx"
     onnx.save(model, str(path))

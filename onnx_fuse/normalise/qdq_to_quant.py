@@ -15,7 +15,8 @@ rewritten in ONNX terms with zero point 0:
   signed range covering [lo, hi] (QCDQToQuant reads the Clip as the bit width), then Clip(lo * scale, hi * scale),
   which is exact because the output scale * k is monotonic in the integer k.
 Both forms compute the same float32 numbers as the original pair in onnxruntime. Missing zero points (ONNX's
-default uint8 0) are made explicit first: QCDQToQuant unpacks three inputs. Whatever stays QuantizeLinear or
+default uint8 0) are made explicit first (QCDQToQuant unpacks three inputs), per-axis constants get broadcastable
+scales (see per_axis_constants), and int32 biases become their float32 values (see dequantized_biases). Whatever stays QuantizeLinear or
 DequantizeLinear after the conversion (integer ops of the QOperator format, a dequantized runtime integer input,
 per-axis zero points on a runtime tensor, blocked or float8 quantization) is refused in one line naming the node.
 """
@@ -71,9 +72,14 @@ def where(node: onnx.NodeProto) -> str:
 def check_supported(node: onnx.NodeProto) -> None:
     for attr in node.attribute:
         if attr.name == "block_size" and attr.i:
-            raise InputError(f"{where(node)} uses blocked quantization (block_size {attr.i}), which qonnx's Quant cannot express")
+            raise InputError(
+                f"{where(node)} uses blocked quantization (block_size {attr.i}), which qonnx's Quant cannot express"
+            )
         if attr.name == "output_dtype" and attr.i and attr.i not in RANGES:
-            raise InputError(f"{where(node)} quantizes to {helper.tensor_dtype_to_string(attr.i)}: onnx-fuse reads int8/uint8/int16/uint16/int32 QDQ only")
+            raise InputError(
+                f"{where(node)} quantizes to {helper.tensor_dtype_to_string(attr.i)}: "
+                "onnx-fuse reads int8/uint8/int16/uint16/int32 QDQ only"
+            )
 
 
 def explicit_zero_points(graph: Graph) -> int:
@@ -87,7 +93,9 @@ def explicit_zero_points(graph: Graph) -> int:
         if node.op_type == "DequantizeLinear" and node.input[0] in graph.inits:
             kind = graph.inits[node.input[0]].data_type
         kind = next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), kind)
-        zero = graph.add(np.zeros((), helper.tensor_dtype_to_np_dtype(kind)), f"{node.name or node.output[0]}_zero_point")
+        zero = graph.add(
+            np.zeros((), helper.tensor_dtype_to_np_dtype(kind)), f"{node.name or node.output[0]}_zero_point"
+        )
         del node.input[2:]
         node.input.append(zero)
         added += 1
@@ -181,7 +189,7 @@ def constant_value_infos(model: onnx.ModelProto) -> None:
 
 
 def drop_scalar_axis(model: onnx.ModelProto, graph: Graph) -> None:
-    """ONNX ignores `axis` for a per-tensor scale; QCDQToQuant indexes the scale's shape by it and fails on a 0-d one."""
+    """ONNX ignores `axis` for a per-tensor scale; QCDQToQuant indexes the scale's shape by it (fails on a 0-d one)."""
     for node in model.graph.node:
         scale = graph.array(node.input[1]) if node.op_type in QDQ else None
         if scale is not None and scale.ndim == 0:
@@ -207,7 +215,9 @@ def per_axis_constants(graph: Graph) -> int:
         shape[axis] = scale.size
         for index in (1, 2):
             array = graph.array(node.input[index])
-            node.input[index] = graph.add(np.broadcast_to(array, scale.shape).reshape(shape), f"{node.input[index]}_axis")
+            node.input[index] = graph.add(
+                np.broadcast_to(array, scale.shape).reshape(shape), f"{node.input[index]}_axis"
+            )
         kept = [a for a in node.attribute if a.name != "axis"]
         del node.attribute[:]
         node.attribute.extend(kept)
@@ -278,5 +288,6 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             else "it is not followed by a DequantizeLinear with the same scale and zero point (QOperator integer ops?)"
         )
         raise InputError(f"{where(node)} cannot become a qonnx Quant: {reason}")
-    changes.append(f"{before} QuantizeLinear/DequantizeLinear nodes -> {sum(n.op_type == 'Quant' for n in model.graph.node) - quants} qonnx Quant (qonnx QCDQToQuant)")
+    made = sum(n.op_type == "Quant" for n in model.graph.node) - quants
+    changes.append(f"{before} QuantizeLinear/DequantizeLinear nodes -> {made} qonnx Quant (qonnx QCDQToQuant)")
     return qonnx_ops.prepare(model), changes
