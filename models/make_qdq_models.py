@@ -1,12 +1,14 @@
 """Build the QDQ model onnx-fuse's QDQ tests use: onnxruntime's own static quantization of a bundled float model.
 
 Run: `pip install -e ".[test]" && python models/make_qdq_models.py` (TensorFlow for the Keras export; seconds).
-Deterministic: calibration on the model's own bundled inputs, MinMax ranges.
+Deterministic up to the tensor names tf2onnx generates: calibration on the model's own bundled inputs, MinMax ranges.
 - digits_cnn_qdq.onnx  digits_cnn.h5 exported to ONNX by onnx-fuse, then `onnxruntime.quantization.quantize_static`
                        in QDQ format: int8 per-channel weights (zero point 0), uint8 activations with their
-                       calibrated zero points (non-zero on the input), int32 biases, float scales.
+                       calibrated zero points (130 on the logits), int32 biases, float scales.
                        `QDQKeepRemovableActivations` keeps each Relu (by default onnxruntime drops a Relu whose
                        uint8 range already clamps at 0, and then no Conv -> Relu pair is left to fuse).
+- digits_cnn_qdq_per_tensor.onnx  the same with per-tensor weight scales (quantize_static's default), which hls4ml
+                       1.3 can convert with float scales (it cannot with unequal per-channel ones)
 - digits_cnn_qdq.npz   `x`: the same 100 inputs as digits_cnn.npz
 """
 
@@ -39,22 +41,22 @@ def main() -> None:
     float_model, _ = normalise(keras_to_onnx(load(HERE / "digits_cnn.h5").keras_model))
     name = float_model.graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "float.onnx", HERE / "digits_cnn_qdq.onnx"
+        source = Path(tmp) / "float.onnx"
         onnx.save(float_model, str(source))
-        quantize_static(
-            str(source),
-            str(target),
-            Inputs(name, x),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            extra_options={"QDQKeepRemovableActivations": True},
-        )
+        for target, per_channel in [("digits_cnn_qdq.onnx", True), ("digits_cnn_qdq_per_tensor.onnx", False)]:
+            quantize_static(
+                str(source),
+                str(HERE / target),
+                Inputs(name, x),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                extra_options={"QDQKeepRemovableActivations": True},
+            )
+            model = onnx.load(str(HERE / target))
+            print(target, sorted({n.op_type for n in model.graph.node}), f"{(HERE / target).stat().st_size} bytes")
     np.savez_compressed(HERE / "digits_cnn_qdq.npz", x=x)
-    model = onnx.load(str(target))
-    print(target.name, sorted({n.op_type for n in model.graph.node}), f"{target.stat().st_size} bytes")
-
 
 if __name__ == "__main__":
     main()
