@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pooling import ChannelsLastAveragePool
+from hls_backend.uniform_scales import uniform_po2_weight_scales
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
 # hls4ml reads these attributes of a Clip node (hls_backend/clip.py); its front end looks up a shape for every
@@ -68,9 +69,11 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    # onnx-fuse output can carry duplicate value_info entries, which ModelWrapper asserts on; qonnx re-infers
-    # every shape anyway.
+    # onnx-fuse output can carry duplicate value_info entries, which ModelWrapper asserts on. They are inferred
+    # again by ONNX, through the file's functions: qonnx's own shape inference cannot start a channels-last Conv or
+    # MaxPool without its input's shape.
     del model.graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model)
     wrapped = cleanup_model(ModelWrapper(model))
     with warnings.catch_warnings():
         # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
@@ -119,10 +122,29 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
             )
 
 
+def check_weight_scales(model: onnx.ModelProto) -> None:
+    """hls4ml 1.3 fails (IndexError in its precision inference) on a constant Quant whose channels have different
+    scales; uniform_po2_weight_scales has already merged the power-of-2 ones."""
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Quant" or node.input[0] not in constants or node.input[1] not in constants:
+            continue
+        scale = constants[node.input[1]]
+        if scale.size > 1 and not np.all(scale == scale.flat[0]):
+            raise UnsupportedModelError(
+                f"Quant '{node.name or node.output[0]}' gives its weights per-channel scales that are not all powers "
+                "of 2, which hls4ml 1.3 cannot convert (its precision inference fails): quantize those weights per "
+                "tensor or with power-of-2 scales"
+            )
+
+
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
-    channels_last = qonnx_channels_last(inline_and_tag(original))
+    inlined = inline_and_tag(original)
+    uniform_po2_weight_scales(inlined)  # per-channel power-of-2 weight scales, which hls4ml 1.3 cannot convert
+    check_weight_scales(inlined)
+    channels_last = qonnx_channels_last(inlined)
     check_dense_bias_scales(channels_last)
     clip_bounds_as_attributes(channels_last)
     marks = {

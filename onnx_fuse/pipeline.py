@@ -8,8 +8,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import numpy as np
 import onnx
 
 from onnx_fuse.errors import SIGNALS, ParityError, library_failures_are_input_errors, raise_if_signalled
@@ -20,10 +21,10 @@ from onnx_fuse.fuse import FuseReport, fuse
 from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
-from onnx_fuse.onnx_reference import runnable
+from onnx_fuse.input_runs import checked_reference
 from onnx_fuse.output import write_atomic
 from onnx_fuse.preflight import check_run_files
-from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
+from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds
 
 log = logging.getLogger("onnx_fuse")
 
@@ -90,6 +91,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         source = load(input_path, options.weights)
     with stage("export", EXPORTING[source.loader if source.loader in EXPORTING else source.kind]):
         exported = export(source)
+        # an ONNX input must run in onnxruntime as given before any pass touches it; its session is the reference
+        reference = checked_reference(exported, input_path) if source.kind == "onnx" and options.verify else None
     with stage("normalise", "normalising the graph"):
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv/Dense -> activation pairs"):
@@ -98,7 +101,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     parity, hls = [], None
     if options.verify:
         with stage("verify", "checking parity in onnxruntime"):
-            parity = verify(source, exported, normalised, fused, feeds)
+            parity = verify(source, reference, normalised, fused, feeds)
     if options.hls is not None:
         with stage("hls", f"building hls4ml projects in {options.hls.out_dir}"):
             hls = run_hls(fused, feeds, options.hls)
@@ -127,13 +130,16 @@ def export(source: Source) -> onnx.ModelProto:
 
 
 def verify(
-    source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, feeds: Feeds
+    source: Source,
+    onnx_reference: Callable[[Feeds], list[np.ndarray]] | None,
+    normalised: onnx.ModelProto,
+    fused: onnx.ModelProto,
+    feeds: Feeds,
 ) -> list[Parity]:
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), source.loader if source.loader == "qkeras" else "keras"
     else:
-        graph = runnable(exported)
-        reference, name = (lambda f: run_onnx(graph, f)), "input onnx"
+        reference, name = onnx_reference, "input onnx"
     parity = check_parity(reference, name, normalised, fused, feeds)
     failed = [p for p in parity if not p.ok]
     if failed:

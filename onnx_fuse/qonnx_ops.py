@@ -18,6 +18,7 @@ model's, and the model's opset is only known per file.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_fuse import channels_last_ops, qonnx_params
 from onnx_fuse.errors import InputError
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -50,6 +52,8 @@ TRUNC_V1_INPUTS = ["X", "scale", "zeropt", "in_bitwidth", "out_bitwidth"]
 TRUNC_V2_INPUTS = ["X", "scale", "zeropt", "in_bitwidth", "out_scale", "out_bitwidth"]
 BIPOLAR_INPUTS = ["X", "scale"]
 RUNNABLE = ("Quant", "BipolarQuant", "Trunc")
+
+log = logging.getLogger(__name__)
 
 
 class Body:
@@ -255,10 +259,11 @@ def check_node(node: onnx.NodeProto, qonnx_opset: int) -> None:
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """Canonical qonnx domain and opset import, refuse what cannot run, attach one function per qonnx op used."""
     canonical_domains(model)
-    qonnx_nodes = [n for n in model.graph.node if is_qonnx_domain(n.domain)]
+    onnx_opset = opset_version(model, "") or opset_version(model, "ai.onnx") or 0
+    channels_last_ops.attach(model, onnx_opset)  # qonnx's channels-last Conv, MaxPool, BatchNormalization
+    qonnx_nodes = [n for n in model.graph.node if is_qonnx_domain(n.domain) and n.domain != channels_last_ops.DOMAIN]
     if not qonnx_nodes:
         return model
-    onnx_opset = opset_version(model, "") or opset_version(model, "ai.onnx") or 0
     if onnx_opset < MIN_ONNX_OPSET:
         raise InputError(f"QONNX model with ONNX opset {onnx_opset}: onnx-fuse needs opset {MIN_ONNX_OPSET} or newer")
     qonnx_opset = opset_version(model, QONNX_DOMAIN) or DEFAULT_QONNX_OPSET
@@ -267,6 +272,8 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         raise InputError(f"QONNX model imports {ML_DOMAIN} opset {ml_opset}: onnx-fuse needs opset 2 or newer")
     for node in qonnx_nodes:
         check_node(node, qonnx_opset)
+    for change in qonnx_params.as_float32(model, lambda n: is_qonnx_domain(n.domain) and n.op_type in RUNNABLE):
+        log.debug("qonnx parameter %s", change)
     used = sorted({n.op_type for n in qonnx_nodes})
     # Ours replace any earlier copy (e.g. from a previous onnx-fuse run): they are the reference semantics.
     kept = [f for f in model.functions if not (f.domain == QONNX_DOMAIN and f.name in RUNNABLE)]

@@ -62,7 +62,10 @@ def run_onnx(model: onnx.ModelProto, feeds: Feeds) -> list[np.ndarray]:
     One session serves every sample, run from one thread per core: InferenceSession.run is thread-safe and
     releases the GIL, and each run is single-threaded, so the numbers do not depend on the scheduling.
     """
-    sess = session(model)
+    return run_session(session(model), feeds)
+
+
+def run_session(sess: ort.InferenceSession, feeds: Feeds) -> list[np.ndarray]:
     count = len(next(iter(feeds.values())))
 
     def one(i: int) -> list[np.ndarray]:

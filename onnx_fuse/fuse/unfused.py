@@ -63,6 +63,10 @@ def unfused_pairs(model: onnx.ModelProto) -> list[str]:
     reasons = []
     for producer in (n for n in graph.node if n.op_type in PRODUCER_OPS):
         name = f"{producer.op_type} '{producer.name or producer.output[0]}'"
+        if producer.domain not in ("", "ai.onnx"):
+            acts = [u.op_type for u in consumers.get(producer.output[0], [])]
+            reasons.append(f"{name} ({producer.domain}) -> {', '.join(acts)}: fused pairs are standard ONNX ops")
+            continue
         chain = batchnorm_chain(producer, consumers, constant_names)
         if chain:
             act = consumers[chain[-1].output[0]][0].op_type

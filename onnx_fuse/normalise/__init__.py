@@ -23,6 +23,7 @@ from onnx_fuse.normalise import (
     initializer_inputs,
     layout_reshape,
     matmul_as_gemm,
+    qdq_to_quant,
     relu_spellings,
     upgrade_opset,
 )
@@ -36,6 +37,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("initializer_inputs", initializer_inputs.apply),
     ("fixed_batch", fixed_batch.apply),
     ("fix_batch", fix_batch.apply),
+    ("qdq_to_quant", qdq_to_quant.apply),  # before fold_constants, which would fold a dequantized weight to floats
     ("batchnorm_sandwich", batchnorm_sandwich.apply),
     ("fold_constants", fold_constants.apply),
     ("conv1d", conv1d.apply),

@@ -79,7 +79,8 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if not any(n.op_type in CONV_OPS | POOL_OPS for n in model.graph.node):
         return model, []
     model = onnx.ModelProto.FromString(model.SerializeToString())  # edit a copy, never the caller's graph
-    targets = [n for n in model.graph.node if n.op_type in CONV_OPS | POOL_OPS]
+    # standard ops only: qonnx's channels-last Conv/MaxPool have other shapes (hls4ml reads them as written)
+    targets = [n for n in model.graph.node if n.op_type in CONV_OPS | POOL_OPS and n.domain in ("", "ai.onnx")]
     shapes = static_shapes(model)
     changes = []
     for node in targets:
