@@ -23,6 +23,7 @@ from onnx_fuse.normalise import (
     initializer_inputs,
     layout_reshape,
     matmul_as_gemm,
+    reduce_mean,
     relu_spellings,
     upgrade_opset,
 )
@@ -39,6 +40,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("batchnorm_sandwich", batchnorm_sandwich.apply),
     ("fold_constants", fold_constants.apply),
     ("conv1d", conv1d.apply),
+    ("reduce_mean", reduce_mean.apply),
     ("relu_spellings", relu_spellings.apply),
     ("layout_reshape", layout_reshape.apply),
     ("matmul_as_gemm", matmul_as_gemm.apply),
