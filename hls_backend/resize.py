@@ -13,7 +13,9 @@ Only what hls4ml computes exactly like ONNX is let through (else one line naming
   pytorch_half_pixel with any rounding (the sample point stays within half a pixel of the source's centre);
 - a square input with one scale: hls4ml's parser reads height from the W position and width from the H position,
   which is the same only when H == W and both scales are equal;
-- 2-D only: hls4ml 1.3's ONNX parser reads a 1-D Resize's shape at 2-D positions (IndexError).
+- 1-D: hls4ml 1.3's ONNX parser reads a 1-D Resize's shape at 2-D positions (IndexError), so after qonnx a 1-D
+  channels-last Resize gets an op type of its own whose handler builds the same hls4ml Resize layer as a 1 x W
+  image (nnet::resize_nearest with height 1 is 1-D nearest upsampling).
 """
 
 from __future__ import annotations
@@ -78,9 +80,9 @@ def channels_first_scales(model: ModelWrapper, node: onnx.NodeProto, shape: list
 
 
 def unsupported_reason(node: onnx.NodeProto, shape: list[int] | None, scales: np.ndarray | None) -> str | None:
-    if shape is None or len(shape) != 4:
-        return f"only 2-D upsampling is supported (input rank {None if shape is None else len(shape)})"
-    if scales is None or scales.size != 4:
+    if shape is None or len(shape) not in (3, 4):
+        return f"only 1-D and 2-D upsampling is supported (input rank {None if shape is None else len(shape)})"
+    if scales is None or scales.size != len(shape):
         return "scales (or sizes) must be a constant"
     mode = _attr(node, "mode", "nearest")
     if mode != "nearest":
@@ -91,7 +93,7 @@ def unsupported_reason(node: onnx.NodeProto, shape: list[int] | None, scales: np
         return f"coordinate_transformation_mode {transform[0]} with nearest_mode {transform[1]} is not supported"
     if scales[0] != 1 or scales[1] != 1 or np.any(scales[2:] != np.round(scales[2:])) or np.any(scales[2:] < 1):
         return f"scales {scales.tolist()} are not supported (integer upsampling of height and width only)"
-    if shape[2] != shape[3] or scales[2] != scales[3]:
+    if len(shape) == 4 and (shape[2] != shape[3] or scales[2] != scales[3]):
         return (f"a {shape[2]}x{shape[3]} input scaled by {scales[2]:g}x{scales[3]:g} is not supported "
                 "(hls4ml 1.3's Resize parser swaps height and width: square inputs with one scale only)")
     return None
@@ -115,7 +117,7 @@ class ChannelsLastResize(Transformation):
             reason = unsupported_reason(node, shape, scales)
             if reason is not None:
                 raise ValueError(f"Resize '{node.name}': {reason}")
-            to_last, to_first = to_channels_last_args(4), to_channels_first_args(4)
+            to_last, to_first = to_channels_last_args(len(shape)), to_channels_first_args(len(shape))
             x_cl, y_cl = f"{node.name}_channels_last_in", f"{node.name}_channels_last_out"
             roi, scales_cl = f"{node.name}_roi", f"{node.name}_scales_channels_last"
             # hls4ml's ResizeRemoveConstants tests the RoI array for truth: an empty one raises, a single 0 passes
@@ -141,3 +143,24 @@ class ChannelsLastResize(Transformation):
         if not any(o.domain == CL_DOMAIN for o in model.model.opset_import):
             model.model.opset_import.append(helper.make_opsetid(CL_DOMAIN, 1))
         return model, True
+
+
+RESIZE1D_OP = "OnnxFuseResize1D"
+
+
+def mark_1d_resizes(model: onnx.ModelProto) -> None:
+    """Give every 1-D channels-last Resize the op type RESIZE1D_OP (run after qonnx's last shape inference)."""
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*model.graph.value_info, *model.graph.input]}
+    for node in model.graph.node:
+        if node.domain == CL_DOMAIN and node.op_type == "Resize" and ranks.get(node.input[0]) == 3:
+            node.op_type = RESIZE1D_OP
+
+
+def parse_resize1d(node: onnx.NodeProto, input_names: list[str], input_shapes: list, graph: onnx.GraphProto) -> dict:
+    """hls4ml's Resize layer as a 1 x W image; its initialize() multiplies the width by the channels-last scales."""
+    _, width, channels = input_shapes[0]  # channels-last (N, W, C)
+    return {
+        "name": node.name, "class_name": "Resize", "inputs": input_names, "outputs": list(node.output),
+        "data_format": "channels_last", "algorithm": "nearest", "in_height": 1, "out_height": 1,
+        "in_width": width, "out_width": width, "n_chan": channels,
+    }
