@@ -1,5 +1,5 @@
 """Read the user's model file: a Keras model (.h5/.keras, or architecture .json + weights .h5, read with Keras 3 or
-else tf-keras) or an ONNX graph (.onnx), refusing anything else clearly."""
+else tf-keras), an ONNX graph (.onnx) or a TFLite flatbuffer (.tflite), refusing anything else clearly."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from onnx_fuse.errors import InputError, first_line
 from onnx_fuse.keras_allowlist import QKERAS_LAYERS, QKERAS_QUANTIZERS
 from onnx_fuse.keras_files import JSON_SUFFIXES, check_keras_archive, check_model_h5, read_architecture, weights_for
 from onnx_fuse.keras_safety import check_config, read_model_config
+from onnx_fuse.tflite import TFLITE_SUFFIXES, check_tflite
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 ONNX_SUFFIXES = (".onnx",)
@@ -28,12 +29,12 @@ class Source:
     path: Path
     keras_model: Any | None = None
     onnx_model: onnx.ModelProto | None = None
-    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x", "qkeras" or "onnx"
+    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x", "qkeras", "onnx" or "tflite"
     note: str | None = None  # for the summary: the weights file used, why Keras 3 did not read the file
 
     @property
     def kind(self) -> str:
-        return "keras" if self.keras_model is not None else "onnx"
+        return "keras" if self.keras_model is not None else "tflite" if self.loader == "tflite" else "onnx"
 
 
 def check_input_path(path: Path) -> None:
@@ -41,9 +42,10 @@ def check_input_path(path: Path) -> None:
         raise InputError(f"input file not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a directory, not a model file: {path}")
-    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES:
+    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES + TFLITE_SUFFIXES:
         raise InputError(
-            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights) or .onnx"
+            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights), .onnx "
+            "or .tflite"
         )
     if not os.access(path, os.R_OK):
         raise InputError(f"input file is not readable: {path}")
@@ -58,6 +60,9 @@ def load(path: Path, weights: Path | None = None) -> Source:
         raise InputError(f"--weights goes with an architecture .json, not with {path}")
     if suffix in ONNX_SUFFIXES:
         return Source(path, onnx_model=load_onnx(path))
+    if suffix in TFLITE_SUFFIXES:
+        check_tflite(path)  # converted in the export stage
+        return Source(path, loader="tflite")
     if suffix in JSON_SUFFIXES:
         architecture = read_architecture(path)
         check_config(architecture, path)  # before any deserializer: a model file is data

@@ -22,7 +22,8 @@ from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
 from onnx_fuse.onnx_reference import runnable
 from onnx_fuse.output import check_output_path, write_atomic
-from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
+from onnx_fuse.tflite import output_steps, tflite_runner, tflite_to_onnx
+from onnx_fuse.verify import REFERENCE_ATOL, Feeds, Parity, check_parity, keras_runner, make_feeds, run_onnx
 
 log = logging.getLogger("onnx_fuse")
 
@@ -109,7 +110,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
 
 
 EXPORTING = {"onnx": "reading ONNX graph", "keras": "exporting to ONNX with tf2onnx",
-             "qkeras": "exporting QKeras to QONNX (tf2onnx + Quant nodes)"}
+             "qkeras": "exporting QKeras to QONNX (tf2onnx + Quant nodes)",
+             "tflite": "converting TFLite to ONNX with tf2onnx"}
 
 
 def export(source: Source) -> onnx.ModelProto:
@@ -117,6 +119,8 @@ def export(source: Source) -> onnx.ModelProto:
     computes (the QKeras model minus a final softmax)."""
     if source.onnx_model is not None:
         return source.onnx_model
+    if source.loader == "tflite":
+        return tflite_to_onnx(source.path)
     if source.loader != "qkeras":
         return keras_to_onnx(source.keras_model)
     exported = qkeras_to_qonnx(source.keras_model)
@@ -128,12 +132,17 @@ def export(source: Source) -> onnx.ModelProto:
 def verify(
     source: Source, exported: onnx.ModelProto, normalised: onnx.ModelProto, fused: onnx.ModelProto, feeds: Feeds
 ) -> list[Parity]:
+    atol = REFERENCE_ATOL
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), source.loader if source.loader == "qkeras" else "keras"
+    elif source.kind == "tflite":
+        # an int8 model may differ from TFLite's integer kernels by one output quantization step (tflite.py)
+        reference, name = tflite_runner(source.path), "tflite"
+        atol = max([REFERENCE_ATOL, *(1.001 * step for step in output_steps(exported))])
     else:
         graph = runnable(exported)
         reference, name = (lambda f: run_onnx(graph, f)), "input onnx"
-    parity = check_parity(reference, name, normalised, fused, feeds)
+    parity = check_parity(reference, name, normalised, fused, feeds, atol)
     failed = [p for p in parity if not p.ok]
     if failed:
         detail = "; ".join(
