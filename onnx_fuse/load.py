@@ -65,10 +65,14 @@ def load(path: Path, weights: Path | None = None) -> Source:
         return Source(path, loader="tflite")
     if suffix in JSON_SUFFIXES:
         architecture = read_architecture(path)
-        check_config(architecture, path)  # before any deserializer: a model file is data
+        classes = check_config(architecture, path)  # before any deserializer: a model file is data
         weights = weights_for(path, weights)
         # the loader gets the very config that was checked, not the file's text again
         text = json.dumps(architecture)
+        qkeras_classes = sorted(classes & (QKERAS_LAYERS | QKERAS_QUANTIZERS))
+        if qkeras_classes:
+            model = keras_loaders.load_qkeras_json(path, text, weights, qkeras_classes)
+            return Source(path, keras_model=model, loader="qkeras", note=f"weights from {weights}")
         return keras_source(path, lambda keras: keras_loaders.load_json_model(keras, text, weights), weights)
     if suffix == ".keras":
         check_keras_archive(path)
