@@ -37,7 +37,10 @@ def fused_outputs(model, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return run_onnx(model, feeds)[0]
 
 
-@pytest.mark.parametrize("name, pairs", [("tiny2_qkeras", 5), ("digits_qkeras", 2)])
+@pytest.mark.parametrize("name, pairs", [
+    pytest.param("tiny2_qkeras", 5, marks=pytest.mark.slow),  # QKeras builds tiny2 twice: ~30 s
+    ("digits_qkeras", 2),
+])
 def test_keras2_qkeras_json_and_weights_load_like_the_h5(name: str, pairs: int, tmp_path: Path) -> None:
     """The 2021 tiny2 (QConv2DBatchnorm) and digits_qkeras as JSON + weights: read by qkeras-v3, parity exact against
     QKeras, and the fused graph computes bit for bit what the .h5's does."""
