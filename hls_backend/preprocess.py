@@ -20,8 +20,10 @@ import onnx.inliner
 from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
+from hls_backend.pool1d import mark_1d_pools
 from hls_backend.pooling import ChannelsLastAveragePool
 from hls_backend.uniform_scales import uniform_po2_weight_scales
+from hls_backend.resize import ChannelsLastResize, mark_1d_resizes
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
 # hls4ml reads these attributes of a Clip node (hls_backend/clip.py); its front end looks up a shape for every
@@ -82,11 +84,14 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         wrapped = wrapped.transform(GemmToMatMul())
     try:
         wrapped = wrapped.transform(ChannelsLastAveragePool())  # qonnx has no channels-last AveragePool
+        wrapped = wrapped.transform(ChannelsLastResize())  # nor Resize
     except ValueError as exc:
         raise UnsupportedModelError(f"not supported on the hls4ml path: {exc}") from exc
     wrapped = wrapped.transform(ConvertToChannelsLastAndClean())
     wrapped = wrapped.transform(DropLeadingOnesOfConstants())  # hls4ml's ApplyAlpha wants batch-free constants
     wrapped = cleanup_model(wrapped)
+    mark_1d_pools(wrapped.model)  # after qonnx's last shape inference, which does not know the marked ops
+    mark_1d_resizes(wrapped.model)
     return wrapped.model
 
 

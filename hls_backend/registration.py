@@ -12,6 +12,8 @@ from hls4ml.model.optimizer import get_available_passes, register_pass
 
 from hls_backend.clip import HEADER, ClipConfigTemplate, ClipFunctionTemplate, OnnxFuseClip, parse_clip
 from hls_backend.passes import FUSE_PASS, FuseActivation
+from hls_backend.pool1d import POOL1D_OP, parse_pool1d
+from hls_backend.resize import RESIZE1D_OP, parse_resize1d
 from hls_backend.templates import FusedActivationCastTemplate
 
 # The write-back specializes nnet::cast's 1.3 signature and the fuse pass edits 1.3's ModelGraph dicts
@@ -41,6 +43,9 @@ def register() -> None:
     register_layer(OnnxFuseClip.__name__, OnnxFuseClip)  # layer_map just assigns: harmless to repeat
     if "Clip" not in get_supported_onnx_layers():
         register_onnx_layer_handler("Clip", parse_clip)
+    for op, handler in ((POOL1D_OP, parse_pool1d), (RESIZE1D_OP, parse_resize1d)):
+        if op not in get_supported_onnx_layers():
+            register_onnx_layer_handler(op, handler)
     passes = get_available_passes()
     if FUSE_PASS not in passes:
         register_pass(FUSE_PASS, FuseActivation)

@@ -3,10 +3,12 @@ onnx_fuse/keras_safety.py has already checked: the one place a Keras file become
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -71,6 +73,56 @@ def load_qkeras(path: Path, qkeras_classes: list[str]) -> Any:
         raise InputError(describe_keras_failure(path, exc)) from exc
     check_static_inputs(model)
     return model
+
+
+def load_qkeras_json(path: Path, architecture: str, weights: Path, qkeras_classes: list[str]) -> Any:
+    """A QKeras architecture JSON + weights .h5 (hls4ml's KerasJson + KerasH5), built by qkeras-v3; one InputError
+    line when qkeras-v3 is missing or the files do not load.
+
+    Keras 3's model_from_json reads only Keras 3's own serialization (a "module" next to each class name): a JSON
+    that Keras 2 / QKeras wrote (every file hls4ml's examples hold) fails there with "Could not locate class
+    'Functional'". Keras 3 reads that config only from a legacy .h5, where it sits as the `model_config` attribute
+    beside the `model_weights` group that Keras 2's save_weights wrote at the root of the weights file. So such a
+    pair is put together as that .h5 (a temporary file) and loaded with qkeras-v3's load_qmodel, exactly as a
+    QKeras .h5 is."""
+    try:
+        with native_stderr_silenced():
+            import keras
+            from qkeras.utils import load_qmodel, quantized_model_from_json
+    except ImportError as exc:
+        raise InputError(f"{path} is a QKeras model ({', '.join(qkeras_classes)}): {QKERAS_EXTRA_HINT}") from exc
+    try:
+        if "module" in json.loads(architecture):  # Keras 3's serialization
+            with safe_mode(keras):  # quantized_model_from_json passes no safe_mode: Keras 3's default, forced on
+                model = quantized_model_from_json(architecture)
+            model.load_weights(str(weights))
+        else:
+            with tempfile.TemporaryDirectory(prefix="onnx_fuse_qkeras_") as tmp:
+                legacy = Path(tmp) / "model.h5"
+                legacy_h5(architecture, weights, legacy)
+                with safe_mode(keras):  # load_qmodel passes no safe_mode: Keras 3's default, forced on here
+                    model = load_qmodel(str(legacy), compile=False)
+    except Exception as exc:
+        raise InputError(f"cannot load QKeras model {path} with weights {weights}: {keras_cause(exc)}") from exc
+    check_static_inputs(model)
+    return model
+
+
+def legacy_h5(architecture: str, weights: Path, out: Path) -> None:
+    """A Keras-2 model .h5 made of an architecture JSON and a save_weights file (or a whole model .h5's weights)."""
+    import h5py
+
+    with h5py.File(weights, "r") as source, h5py.File(out, "w") as target:
+        group = source["model_weights"] if "model_weights" in source else source
+        target.attrs["model_config"] = architecture
+        for key in ("keras_version", "backend"):
+            if key in group.attrs:
+                target.attrs[key] = group.attrs[key]
+        weights_group = target.create_group("model_weights")
+        for key, value in group.attrs.items():
+            weights_group.attrs[key] = value
+        for name in group:
+            source.copy(group[name], weights_group, name=name)
 
 
 @contextmanager

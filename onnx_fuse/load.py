@@ -1,5 +1,5 @@
 """Read the user's model file: a Keras model (.h5/.keras, or architecture .json + weights .h5, read with Keras 3 or
-else tf-keras) or an ONNX graph (.onnx), refusing anything else clearly."""
+else tf-keras), an ONNX graph (.onnx) or a TFLite flatbuffer (.tflite), refusing anything else clearly."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from onnx_fuse.errors import InputError, first_line
 from onnx_fuse.keras_allowlist import QKERAS_LAYERS, QKERAS_QUANTIZERS
 from onnx_fuse.keras_files import JSON_SUFFIXES, check_keras_archive, check_model_h5, read_architecture, weights_for
 from onnx_fuse.keras_safety import check_config, read_model_config
-from onnx_fuse.preflight import ONNX_SUFFIXES, check_input_path
+from onnx_fuse.preflight import ONNX_SUFFIXES, TFLITE_SUFFIXES, check_input_path
+from onnx_fuse.tflite import check_tflite
+
 
 @dataclass
 class Source:
@@ -24,12 +26,12 @@ class Source:
     path: Path
     keras_model: Any | None = None
     onnx_model: onnx.ModelProto | None = None
-    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x", "qkeras" or "onnx"
+    loader: str = "onnx"  # the library that read the file: "keras 3", "tf-keras 2.x", "qkeras", "onnx" or "tflite"
     note: str | None = None  # for the summary: the weights file used, why Keras 3 did not read the file
 
     @property
     def kind(self) -> str:
-        return "keras" if self.keras_model is not None else "onnx"
+        return "keras" if self.keras_model is not None else "tflite" if self.loader == "tflite" else "onnx"
 
 
 def load(path: Path, weights: Path | None = None) -> Source:
@@ -39,12 +41,19 @@ def load(path: Path, weights: Path | None = None) -> Source:
         raise InputError(f"--weights goes with an architecture .json, not with {path}")
     if suffix in ONNX_SUFFIXES:
         return Source(path, onnx_model=load_onnx(path))
+    if suffix in TFLITE_SUFFIXES:
+        check_tflite(path)  # converted in the export stage
+        return Source(path, loader="tflite")
     if suffix in JSON_SUFFIXES:
         architecture = read_architecture(path)
-        check_config(architecture, path)  # before any deserializer: a model file is data
+        classes = check_config(architecture, path)  # before any deserializer: a model file is data
         weights = weights_for(path, weights)
         # the loader gets the very config that was checked, not the file's text again
         text = json.dumps(architecture)
+        qkeras_classes = sorted(classes & (QKERAS_LAYERS | QKERAS_QUANTIZERS))
+        if qkeras_classes:
+            model = keras_loaders.load_qkeras_json(path, text, weights, qkeras_classes)
+            return Source(path, keras_model=model, loader="qkeras", note=f"weights from {weights}")
         return keras_source(path, lambda keras: keras_loaders.load_json_model(keras, text, weights), weights)
     if suffix == ".keras":
         check_keras_archive(path)

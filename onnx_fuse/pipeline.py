@@ -24,7 +24,8 @@ from onnx_fuse.normalise import PassReport, normalise
 from onnx_fuse.input_runs import checked_reference
 from onnx_fuse.output import write_atomic
 from onnx_fuse.preflight import check_run_files
-from onnx_fuse.verify import Feeds, Parity, check_parity, keras_runner, make_feeds
+from onnx_fuse.tflite import output_steps, tflite_runner, tflite_to_onnx
+from onnx_fuse.verify import REFERENCE_ATOL, Feeds, Parity, check_parity, keras_runner, make_feeds
 
 log = logging.getLogger("onnx_fuse")
 
@@ -101,7 +102,7 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     parity, hls = [], None
     if options.verify:
         with stage("verify", "checking parity in onnxruntime"):
-            parity = verify(source, reference, normalised, fused, feeds)
+            parity = verify(source, exported, reference, normalised, fused, feeds)
     if options.hls is not None:
         with stage("hls", f"building hls4ml projects in {options.hls.out_dir}"):
             hls = run_hls(fused, feeds, options.hls)
@@ -113,7 +114,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
 
 
 EXPORTING = {"onnx": "reading ONNX graph", "keras": "exporting to ONNX with tf2onnx",
-             "qkeras": "exporting QKeras to QONNX (tf2onnx + Quant nodes)"}
+             "qkeras": "exporting QKeras to QONNX (tf2onnx + Quant nodes)",
+             "tflite": "converting TFLite to ONNX with tf2onnx"}
 
 
 def export(source: Source) -> onnx.ModelProto:
@@ -121,6 +123,8 @@ def export(source: Source) -> onnx.ModelProto:
     computes (the QKeras model minus a final softmax)."""
     if source.onnx_model is not None:
         return source.onnx_model
+    if source.loader == "tflite":
+        return tflite_to_onnx(source.path)
     if source.loader != "qkeras":
         return keras_to_onnx(source.keras_model)
     exported = qkeras_to_qonnx(source.keras_model)
@@ -131,16 +135,22 @@ def export(source: Source) -> onnx.ModelProto:
 
 def verify(
     source: Source,
+    exported: onnx.ModelProto,
     onnx_reference: Callable[[Feeds], list[np.ndarray]] | None,
     normalised: onnx.ModelProto,
     fused: onnx.ModelProto,
     feeds: Feeds,
 ) -> list[Parity]:
+    atol = REFERENCE_ATOL
     if source.kind == "keras":
         reference, name = keras_runner(source.keras_model), source.loader if source.loader == "qkeras" else "keras"
+    elif source.kind == "tflite":
+        # an int8 model may differ from TFLite's integer kernels by one output quantization step (tflite.py)
+        reference, name = tflite_runner(source.path), "tflite"
+        atol = max([REFERENCE_ATOL, *(1.001 * step for step in output_steps(exported))])
     else:
         reference, name = onnx_reference, "input onnx"
-    parity = check_parity(reference, name, normalised, fused, feeds)
+    parity = check_parity(reference, name, normalised, fused, feeds, atol)
     failed = [p for p in parity if not p.ok]
     if failed:
         detail = "; ".join(

@@ -13,6 +13,7 @@ from onnx_fuse.regular_file import open_regular
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 ONNX_SUFFIXES = (".onnx",)
+TFLITE_SUFFIXES = (".tflite",)
 
 
 def check_run_files(input_path: Path, output_path: Path, data: Path | None) -> None:
@@ -27,9 +28,10 @@ def check_input_path(path: Path) -> None:
         raise InputError(f"input file not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a directory, not a model file: {path}")
-    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES:
+    if path.suffix.lower() not in KERAS_SUFFIXES + JSON_SUFFIXES + ONNX_SUFFIXES + TFLITE_SUFFIXES:
         raise InputError(
-            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights) or .onnx"
+            f"unsupported file type '{path.suffix}' ({path}): expected .h5, .keras, .json (with its weights), .onnx "
+            "or .tflite"
         )
     if not os.access(path, os.R_OK):
         raise InputError(f"input file is not readable: {path}")

@@ -237,10 +237,11 @@ def check_parity(
     normalised: onnx.ModelProto,
     fused: onnx.ModelProto,
     feeds: Feeds,
+    reference_atol: float = REFERENCE_ATOL,
 ) -> list[Parity]:
     unfused_out = run_onnx(normalised, feeds)
     return [
-        compare(f"{reference_name} vs onnx", reference(feeds), unfused_out, REFERENCE_ATOL, REFERENCE_RTOL),
+        compare(f"{reference_name} vs onnx", reference(feeds), unfused_out, reference_atol, REFERENCE_RTOL),
         # Same kernels in the same order at ORT_DISABLE_ALL: fusion must not change a single bit.
         compare("onnx vs fused", unfused_out, run_onnx(fused, feeds), 0.0, 0.0),
     ]

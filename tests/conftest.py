@@ -60,7 +60,7 @@ def op_types(model: onnx.ModelProto) -> list[str]:
 # leaves them out for a quick ONNX-only loop.
 HLS_MODULES = {
     "test_hls_backend", "test_cli_hls", "test_resource_report", "test_activations_hls", "test_qonnx_hls",
-    "test_mlperf_tiny",
+    "test_mlperf_tiny", "test_torch_hls",
 }
 
 

@@ -162,7 +162,8 @@ def test_normalise_then_fuse_reaches_the_pair_behind_batchnorm():
     model, reports = normalise(keras3_batchnorm_graph())
     assert [r.name for r in reports] == [
         "upgrade_opset", "initializer_inputs", "fixed_batch", "fix_batch", "qdq_to_quant", "batchnorm_sandwich",
-        "fold_constants", "conv1d", "relu_spellings", "layout_reshape", "matmul_as_gemm", "dense_batchnorm", "explicit_conv_attrs",
+        "fold_constants", "conv1d", "reduce_mean", "upsampling", "relu_spellings", "layout_reshape", "matmul_as_gemm",
+        "dense_batchnorm", "explicit_conv_attrs",
         "check_and_infer",
     ]
     fused, report = fuse(model)

@@ -24,8 +24,10 @@ from onnx_fuse.normalise import (
     layout_reshape,
     matmul_as_gemm,
     qdq_to_quant,
+    reduce_mean,
     relu_spellings,
     upgrade_opset,
+    upsampling,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ PASSES: list[tuple[str, Pass]] = [
     ("batchnorm_sandwich", batchnorm_sandwich.apply),
     ("fold_constants", fold_constants.apply),
     ("conv1d", conv1d.apply),
+    ("reduce_mean", reduce_mean.apply),
+    ("upsampling", upsampling.apply),
     ("relu_spellings", relu_spellings.apply),
     ("layout_reshape", layout_reshape.apply),
     ("matmul_as_gemm", matmul_as_gemm.apply),
