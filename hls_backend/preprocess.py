@@ -20,6 +20,7 @@ import onnx.inliner
 from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
+from hls_backend.gemm_bias import ZeroBiasForGemm
 from hls_backend.pooling import ChannelsLastAveragePool
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
@@ -76,6 +77,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
         # correctly, checked end to end against onnxruntime in tests/test_hls_backend.py.
         warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
+        wrapped = wrapped.transform(ZeroBiasForGemm())  # GemmToMatMul needs a bias input
         wrapped = wrapped.transform(GemmToMatMul())
     try:
         wrapped = wrapped.transform(ChannelsLastAveragePool())  # qonnx has no channels-last AveragePool
