@@ -3,37 +3,40 @@
 hls4ml first does everything it normally does to the producer and the activation (weights, conv_to_conv_x_d,
 precision inference, which is keyed on hard-coded class names and cannot be extended from outside); only then
 does the producer take over the activation's output, keeping the pre-activation precision for its first cast.
+An epilogue stage of the table between them (the ApplyAlpha of a float-scale Quant) goes into the write-back too:
+the producer takes its weight arrays and types, and the stage leaves the graph.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from hls4ml.model.graph import ModelGraph
 from hls4ml.model.layers import Conv1D, Conv2D, Dense, Layer
 from hls4ml.model.optimizer import OptimizerPass
 from hls4ml.model.types import NamedType
 
 from hls_backend.internals import take_over_output
-from onnx_fuse.patterns import BY_OP, Activation
+from onnx_fuse.patterns import BY_OP, EPILOGUES, Activation, Epilogue
 
 FUSE_PASS = "onnx_fuse_fuse_activation"
 # Per-layer hls4ml config key on the activation layer of a pair the file fused; its value is the fused op's name
 # (ConvRelu, DenseLeakyRelu, ...). The unfused design is converted without these keys.
 PAIR_CONFIG_KEY = "OnnxFusePair"
 # Set on a producer that now applies its activation in the write-back: {"op": table activation op, "values":
-# literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name}.
+# literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name, "epilogue": the
+# table epilogue's hls_layer or None, "weights": its weight fields -> attribute names on the producer}.
 WRITE_BACK = "onnx_fuse_write_back"
 # Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
 TYPE_PREFIX = "onnx_fuse_"
 
 
-def fusable_producer(activation: Layer) -> Layer | None:
-    """The conv or Dense feeding `activation` if its write-back (nnet::cast) can take the activation, else None."""
-    producer = activation.get_input_node()
+def fusable_producer(producer: Layer) -> Layer | None:
+    """`producer` if it is a conv or Dense whose write-back (nnet::cast) can take more stages, else None."""
     # Conv1D/Conv2D cover hls4ml's pointwise and depthwise subclasses: all write back through
     # nnet::cast<data_T, res_T, mult_config> (depthwise_product and the latency/resource/stream conv kernels).
     if not isinstance(producer, (Conv1D, Conv2D, Dense)):
         return None
-    if producer.outputs[0] in producer.model.outputs or len(producer.get_output_nodes()) != 1:
+    if not single_consumer(producer):
         return None
     # Paths whose write-back is not nnet::cast: generated code (distributed arithmetic, resource_unrolled Dense)
     # and binary/XNOR layers.
@@ -44,6 +47,37 @@ def fusable_producer(activation: Layer) -> Layer | None:
     if producer.get_input_variable().type.precision.width == 1 or weight.type.precision.width == 1:
         return None
     return producer
+
+
+def single_consumer(layer: Layer) -> bool:
+    return layer.outputs[0] not in layer.model.outputs and len(layer.get_output_nodes()) == 1
+
+
+def per_tensor(stage: Layer, epilogue: Epilogue) -> bool:
+    """Every weight array of the stage holds one value repeated: the write-back reads element 0 for every output.
+    (A per-channel stage needs the output index, which nnet::cast does not receive.)"""
+    return all(np.all(data == data.reshape(-1)[0]) for data in (stage.get_weights(w).data for w in epilogue.weights))
+
+
+def epilogue_of(stage: Layer) -> Epilogue | None:
+    """The table epilogue `stage` is, if the write-back can compute it exactly, else None."""
+    epilogue = EPILOGUES.get(stage.class_name.lower())
+    if epilogue is None or not single_consumer(stage) or not per_tensor(stage, epilogue):
+        return None
+    # nnet::normalize multiplies through its config's product, which is product::mult unless a type is binary.
+    if any(stage.get_weights(w).type.precision.width == 1 for w in epilogue.weights):
+        return None
+    return epilogue
+
+
+def write_back_chain(activation: Layer) -> tuple[Layer, Layer | None] | None:
+    """(producer, epilogue stage or None) feeding `activation` if the producer's write-back can take them all."""
+    stage = activation.get_input_node()
+    if EPILOGUES.get(stage.class_name.lower()) is None:
+        return (stage, None) if fusable_producer(stage) is not None else None
+    if epilogue_of(stage) is None or fusable_producer(stage.get_input_node()) is None:
+        return None
+    return stage.get_input_node(), stage
 
 
 def marked_activation(layer: Layer) -> Activation | None:
@@ -57,16 +91,32 @@ def marked_activation(layer: Layer) -> Activation | None:
 
 class FuseActivation(OptimizerPass):
     def match(self, node: Layer) -> bool:
-        return marked_activation(node) is not None and fusable_producer(node) is not None
+        return marked_activation(node) is not None and write_back_chain(node) is not None
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
-        activation, producer = marked_activation(node), fusable_producer(node)
+        activation, (producer, stage) = marked_activation(node), write_back_chain(node)
         values = {name: "{}".format(node.get_attr(name)) for name in activation.hls_values}
         types = {name: node.get_attr(name) for name in activation.hls_types}
-        # The pre-activation precision is the producer's own result type (the write-back casts to it first).
-        types["pre_t"] = producer.get_output_variable().type
+        # The pre-activation precision is the producer's own result type (the write-back casts to it first), or the
+        # epilogue stage's result type after it.
+        types["producer_t"] = producer.get_output_variable().type
+        types["pre_t"] = (stage or producer).get_output_variable().type
+        weights = {}  # table field -> the producer attribute holding that array
+        if stage is not None:
+            for name in EPILOGUES[stage.class_name.lower()].weights:
+                weight = stage.get_weights(name)
+                # The array moves to the producer as it is (name, type, values): the write-back reads the very
+                # array the unfused stage reads, and hls4ml writes and loads it as one of the producer's weights.
+                producer.set_attr(TYPE_PREFIX + name, weight)
+                producer.set_attr(TYPE_PREFIX + name + "_t", weight.type)
+                weights[name] = TYPE_PREFIX + name
         for name, named in types.items():
             producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
-        producer.set_attr(WRITE_BACK, {"op": activation.op, "values": values, "types": sorted(types)})
+        producer.set_attr(WRITE_BACK, {
+            "op": activation.op, "values": values, "types": sorted(types), "weights": weights,
+            "epilogue": stage.class_name.lower() if stage is not None else None,
+        })
+        if stage is not None:
+            take_over_output(model, producer, stage)
         take_over_output(model, producer, node)
         return True

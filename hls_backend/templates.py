@@ -14,9 +14,10 @@ from hls4ml.backends.template import Template
 from hls4ml.model.layers import Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
 
 from hls_backend.passes import TYPE_PREFIX, WRITE_BACK
-from onnx_fuse.patterns import ACTIVATION_OPS
+from onnx_fuse.patterns import ACTIVATION_OPS, EPILOGUES
 
 MARKER = "// onnx_fuse: activation in the write-back"
+EPILOGUE_MARKER = "// onnx_fuse: epilogue in the write-back"
 
 # Two casts, in the unfused order: to the producer's result type, then the activation into its result type. A
 # single cast to the activation's type is not bit-exact with rounding/saturating types.
@@ -25,11 +26,15 @@ namespace nnet {{
 template <>
 inline {out_t} cast<{in_t}, {out_t}, {config}>(typename {config}::accum_t x) {{
     #pragma HLS INLINE
-    {pre_t} pre = ({pre_t})x;
+    {head}
     {body}
 }}
 }} // namespace nnet
 """
+# No epilogue: the pre-activation value is the producer's result.
+PRODUCER_RESULT = "{pre_t} pre = ({pre_t})x;"
+# An epilogue stage (patterns.EPILOGUES) computes the pre-activation value from the producer's result.
+WITH_EPILOGUE = "{epilogue_marker} ({epilogue})\n    {producer_t} product = ({producer_t})x;\n    {expression}"
 
 PRODUCERS = (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, DepthwiseConv1D, DepthwiseConv2D, Dense)
 
@@ -60,6 +65,16 @@ class FusedActivationCastTemplate(Template):
         out_t = element_type(node.get_output_variable())
         fields = dict(write_back["values"], out_t=out_t)
         fields.update((name, node.get_attr(TYPE_PREFIX + name).precision.definition_cpp()) for name in write_back["types"])
+        head = PRODUCER_RESULT.format(**fields)
+        if write_back["epilogue"] is not None:
+            epilogue = EPILOGUES[write_back["epilogue"]]
+            for name, attribute in write_back["weights"].items():
+                weight = node.get_attr(attribute)
+                fields[name] = weight.name
+                fields[name + "_t"] = weight.type.name  # the typedef the array is declared with
+            expression = epilogue.write_back.format(i=0, **fields)
+            head = WITH_EPILOGUE.format(epilogue_marker=EPILOGUE_MARKER, epilogue=epilogue.hls_layer,
+                                        expression=expression, **fields)
         return CAST_SPECIALIZATION.format(
             marker=MARKER,
             index=node.index,
@@ -68,6 +83,6 @@ class FusedActivationCastTemplate(Template):
             config=f"config{node.index}" if isinstance(node, Dense) else f"config{node.index}_mult",
             in_t=element_type(node.get_input_variable()),
             out_t=out_t,
-            pre_t=fields["pre_t"],
+            head=head,
             body=ACTIVATION_OPS[op].write_back.format(**fields),
         )
