@@ -24,7 +24,8 @@ FUSE_PASS = "onnx_fuse_fuse_activation"
 PAIR_CONFIG_KEY = "OnnxFusePair"
 # Set on a producer that now applies its activation in the write-back: {"op": table activation op, "values":
 # literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name, "epilogue": the
-# table epilogue's hls_layer or None, "weights": its weight fields -> attribute names on the producer}.
+# table epilogue's hls_layer or None, "stage": that stage's layer name, "weights": its weight fields -> attribute
+# names on the producer}.
 WRITE_BACK = "onnx_fuse_write_back"
 # Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
 TYPE_PREFIX = "onnx_fuse_"
@@ -115,6 +116,7 @@ class FuseActivation(OptimizerPass):
         producer.set_attr(WRITE_BACK, {
             "op": activation.op, "values": values, "types": sorted(types), "weights": weights,
             "epilogue": stage.class_name.lower() if stage is not None else None,
+            "stage": stage.name if stage is not None else None,
         })
         if stage is not None:
             take_over_output(model, producer, stage)

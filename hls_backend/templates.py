@@ -34,7 +34,7 @@ inline {out_t} cast<{in_t}, {out_t}, {config}>(typename {config}::accum_t x) {{
 # No epilogue: the pre-activation value is the producer's result.
 PRODUCER_RESULT = "{pre_t} pre = ({pre_t})x;"
 # An epilogue stage (patterns.EPILOGUES) computes the pre-activation value from the producer's result.
-WITH_EPILOGUE = "{epilogue_marker} ({epilogue})\n    {producer_t} product = ({producer_t})x;\n    {expression}"
+WITH_EPILOGUE = "{epilogue_marker}: {stage} ({epilogue}) into {name}\n    {producer_t} product = ({producer_t})x;\n    {expression}"
 
 PRODUCERS = (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, DepthwiseConv1D, DepthwiseConv2D, Dense)
 
@@ -74,7 +74,7 @@ class FusedActivationCastTemplate(Template):
                 fields[name + "_t"] = weight.type.name  # the typedef the array is declared with
             expression = epilogue.write_back.format(i=0, **fields)
             head = WITH_EPILOGUE.format(epilogue_marker=EPILOGUE_MARKER, epilogue=epilogue.hls_layer,
-                                        expression=expression, **fields)
+                                        stage=write_back["stage"], name=node.name, expression=expression, **fields)
         return CAST_SPECIALIZATION.format(
             marker=MARKER,
             index=node.index,

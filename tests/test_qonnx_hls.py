@@ -66,20 +66,35 @@ def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pair
     assert (got.y.reshape(y_qkeras.shape).argmax(1) == y_qkeras.argmax(1)).all()
 
 
-@pytest.mark.slow
-def test_float_scale_pairs_keep_their_stage_and_say_why(tmp_path: Path, capsys) -> None:
-    """Negative control: non-power-of-2 scales become hls4ml ApplyAlpha layers between producer and ReLU, so no
-    pair can take its ReLU into the write-back; the designs still agree and the summary names the cause per pair."""
+def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
+    """Float (non-power-of-2) scales become hls4ml ApplyAlpha layers between producer and ReLU; a per-tensor one
+    goes into the write-back with the ReLU (one process and one FIFO fewer for each of the two stages), bit-exact
+    against the unfused design; the Dense pair's per-channel float bias keeps its stages and the summary says why.
+    The one default fused-vs-unfused compile of the epilogue family, through the CLI with --report."""
+    from hls_backend import project
     from onnx_fuse.cli import main
 
     name = "digits_qcnn_float"
+    hls = tmp_path / "hls"
     code = main([str(MODELS / f"{name}.onnx"), str(tmp_path / "f.onnx"), "--data", str(MODELS / f"{name}.npz"),
-                 "--hls-out", str(tmp_path / "hls"), "-q"])
+                 "--hls-out", str(hls), "--report", "-q"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0, out
     assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
-    assert "hls4ml: 0 of 3 pairs apply their activation" in out
-    assert out.count("keeps its relu stage: its input comes from nnet::normalize") == 3
+    assert "hls4ml: 2 of 3 pairs apply their activation" in out
+    assert ("hls4ml: 2 scale stages in the write-back too: Quant_6_rescale (applyalpha) into Conv2D_Conv_0, "
+            "Quant_7_rescale (applyalpha) into Conv2D_Conv_1") in out
+    assert out.count("keeps its relu stage: its input comes from nnet::normalize 'bn_Add_0'") == 1
+    assert "per-channel scale or bias" in out
+    fused_calls, unfused_calls = project.layer_calls(hls / "fused"), project.layer_calls(hls / "unfused")
+    assert len(unfused_calls) - len(fused_calls) == 4  # ApplyAlpha and ReLU of each conv pair
+    assert [c for c in unfused_calls if c not in fused_calls] == [
+        ("normalize", "Quant_6_rescale"), ("relu", "Relu_0"), ("normalize", "Quant_7_rescale"), ("relu", "Relu_1")]
+    assert project.stream_count(hls / "unfused") - project.stream_count(hls / "fused") == 4
+    report = (hls / "report.md").read_text()
+    assert report.count("removed (fused with Quant_6_rescale + Relu_0)") == 2  # conv -> ApplyAlpha -> ReLU FIFOs
+    assert report.count("removed (fused with Quant_7_rescale + Relu_1)") == 2
+    assert "| FIFO streams | 18 | 14 | -4 |" in report and "| dataflow processes | 19 | 15 | -4 |" in report
 
 
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
