@@ -25,7 +25,7 @@ PAIR_CONFIG_KEY = "OnnxFusePair"
 # Set on a producer that now applies its activation in the write-back: {"op": table activation op, "values":
 # literal format fields, "types": names of type fields, each held as attribute TYPE_PREFIX + name, "epilogue": the
 # table epilogue's hls_layer or None, "stage": that stage's layer name, "weights": its weight fields -> attribute
-# names on the producer}.
+# names on the producer, "indexed": whether the stage's values differ per output channel}.
 WRITE_BACK = "onnx_fuse_write_back"
 # Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
 TYPE_PREFIX = "onnx_fuse_"
@@ -54,31 +54,51 @@ def single_consumer(layer: Layer) -> bool:
     return layer.outputs[0] not in layer.model.outputs and len(layer.get_output_nodes()) == 1
 
 
-def per_tensor(stage: Layer, epilogue: Epilogue) -> bool:
-    """Every weight array of the stage holds one value repeated: the write-back reads element 0 for every output.
-    (A per-channel stage needs the output index, which nnet::cast does not receive.)"""
-    return all(np.all(data == data.reshape(-1)[0]) for data in (stage.get_weights(w).data for w in epilogue.weights))
+def repeats_every(stage: Layer, epilogue: Epilogue, period: int) -> bool:
+    """Every weight array of the stage holds `period` values repeated (hls4ml broadcasts ApplyAlpha's arrays to the
+    whole output, channels last): element i < period is the value of output channel i."""
+    arrays = [stage.get_weights(w).data.reshape(-1) for w in epilogue.weights]
+    return all(a.size % period == 0 and np.all(a.reshape(-1, period) == a[:period]) for a in arrays)
 
 
-def epilogue_of(stage: Layer) -> Epilogue | None:
-    """The table epilogue `stage` is, if the write-back can compute it exactly, else None."""
+def indexed_write_back(producer: Layer) -> bool:
+    """Whether the fused layer can get the output channel in its write-back: its outputs come from its config's
+    `kernel` (templates.py gives that config its own kernel). hls4ml 1.3's Dense does so in both io types, a plain
+    conv in io_stream; the io_parallel conv loops (and the depthwise/pointwise kernels) cast each output directly."""
+    if producer.class_name == "Dense":
+        return True
+    return producer.class_name in ("Conv1D", "Conv2D") and producer.model.config.get_config_value("IOType") == "io_stream"
+
+
+def output_channels(producer: Layer) -> int:
+    return int(producer.get_attr("n_out") if producer.class_name == "Dense" else producer.get_attr("n_filt"))
+
+
+def epilogue_of(stage: Layer, producer: Layer) -> tuple[Epilogue, bool] | None:
+    """(the table epilogue `stage` is, whether the write-back must index it by output channel) if `producer`'s
+    write-back can compute it exactly, else None."""
     epilogue = EPILOGUES.get(stage.class_name.lower())
-    if epilogue is None or not single_consumer(stage) or not per_tensor(stage, epilogue):
+    if epilogue is None or not single_consumer(stage):
         return None
     # nnet::normalize multiplies through its config's product, which is product::mult unless a type is binary.
     if any(stage.get_weights(w).type.precision.width == 1 for w in epilogue.weights):
         return None
-    return epilogue
+    if repeats_every(stage, epilogue, 1):
+        return epilogue, False
+    if indexed_write_back(producer) and repeats_every(stage, epilogue, output_channels(producer)):
+        return epilogue, True
+    return None
 
 
-def write_back_chain(activation: Layer) -> tuple[Layer, Layer | None] | None:
-    """(producer, epilogue stage or None) feeding `activation` if the producer's write-back can take them all."""
+def write_back_chain(activation: Layer) -> tuple[Layer, Layer | None, bool] | None:
+    """(producer, epilogue stage or None, indexed by channel) feeding `activation` if the producer's write-back can
+    take them all."""
     stage = activation.get_input_node()
     if EPILOGUES.get(stage.class_name.lower()) is None:
-        return (stage, None) if fusable_producer(stage) is not None else None
-    if epilogue_of(stage) is None or fusable_producer(stage.get_input_node()) is None:
-        return None
-    return stage.get_input_node(), stage
+        return (stage, None, False) if fusable_producer(stage) is not None else None
+    producer = fusable_producer(stage.get_input_node())
+    found = epilogue_of(stage, producer) if producer is not None else None
+    return (producer, stage, found[1]) if found is not None else None
 
 
 def marked_activation(layer: Layer) -> Activation | None:
@@ -95,7 +115,7 @@ class FuseActivation(OptimizerPass):
         return marked_activation(node) is not None and write_back_chain(node) is not None
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
-        activation, (producer, stage) = marked_activation(node), write_back_chain(node)
+        activation, (producer, stage, indexed) = marked_activation(node), write_back_chain(node)
         values = {name: "{}".format(node.get_attr(name)) for name in activation.hls_values}
         types = {name: node.get_attr(name) for name in activation.hls_types}
         # The pre-activation precision is the producer's own result type (the write-back casts to it first), or the
@@ -116,7 +136,7 @@ class FuseActivation(OptimizerPass):
         producer.set_attr(WRITE_BACK, {
             "op": activation.op, "values": values, "types": sorted(types), "weights": weights,
             "epilogue": stage.class_name.lower() if stage is not None else None,
-            "stage": stage.name if stage is not None else None,
+            "stage": stage.name if stage is not None else None, "indexed": indexed,
         })
         if stage is not None:
             take_over_output(model, producer, stage)
