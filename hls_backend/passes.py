@@ -19,6 +19,10 @@ from hls_backend.internals import take_over_output
 from onnx_fuse.patterns import BY_OP, EPILOGUES, Activation, Epilogue
 
 FUSE_PASS = "onnx_fuse_fuse_activation"
+EPILOGUE_PASS = "onnx_fuse_fuse_epilogue"
+# HLSConfig Model key set on the fused design only: its producers also take an epilogue stage with no activation
+# after it.
+EPILOGUE_CONFIG_KEY = "OnnxFuseEpilogue"
 # Per-layer hls4ml config key on the activation layer of a pair the file fused; its value is the fused op's name
 # (ConvRelu, DenseLeakyRelu, ...). The unfused design is converted without these keys.
 PAIR_CONFIG_KEY = "OnnxFusePair"
@@ -74,11 +78,11 @@ def output_channels(producer: Layer) -> int:
     return int(producer.get_attr("n_out") if producer.class_name == "Dense" else producer.get_attr("n_filt"))
 
 
-def epilogue_of(stage: Layer, producer: Layer) -> tuple[Epilogue, bool] | None:
+def epilogue_of(stage: Layer, producer: Layer, alone: bool = False) -> tuple[Epilogue, bool] | None:
     """(the table epilogue `stage` is, whether the write-back must index it by output channel) if `producer`'s
-    write-back can compute it exactly, else None."""
+    write-back can compute it exactly, else None. `alone`: no activation follows (the stage may be a graph output)."""
     epilogue = EPILOGUES.get(stage.class_name.lower())
-    if epilogue is None or not single_consumer(stage):
+    if epilogue is None or not (alone or single_consumer(stage)):
         return None
     # nnet::normalize multiplies through its config's product, which is product::mult unless a type is binary.
     if any(stage.get_weights(w).type.precision.width == 1 for w in epilogue.weights):
@@ -110,35 +114,68 @@ def marked_activation(layer: Layer) -> Activation | None:
     return activation if str(layer.get_attr("activation", layer.class_name)).lower() == activation.hls_layer else None
 
 
+def take_into_write_back(model: ModelGraph, producer: Layer, stage: Layer | None, indexed: bool,
+                         activation_layer: Layer | None) -> None:
+    """`producer` computes `stage` (a table epilogue) and the marked `activation_layer` in its write-back, either
+    of them possibly absent, and takes over the last one's output."""
+    activation = marked_activation(activation_layer) if activation_layer is not None else None
+    values = {name: "{}".format(activation_layer.get_attr(name)) for name in activation.hls_values} if activation else {}
+    types = {name: activation_layer.get_attr(name) for name in activation.hls_types} if activation else {}
+    # The pre-activation precision is the producer's own result type (the write-back casts to it first), or the
+    # epilogue stage's result type after it.
+    types["producer_t"] = producer.get_output_variable().type
+    types["pre_t"] = (stage or producer).get_output_variable().type
+    weights = {}  # table field -> the producer attribute holding that array
+    if stage is not None:
+        for name in EPILOGUES[stage.class_name.lower()].weights:
+            weight = stage.get_weights(name)
+            # The array moves to the producer as it is (name, type, values): the write-back reads the very array
+            # the unfused stage reads, and hls4ml writes and loads it as one of the producer's weights.
+            producer.set_attr(TYPE_PREFIX + name, weight)
+            producer.set_attr(TYPE_PREFIX + name + "_t", weight.type)
+            weights[name] = TYPE_PREFIX + name
+    for name, named in types.items():
+        producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
+    producer.set_attr(WRITE_BACK, {
+        "op": activation.op if activation else None, "values": values, "types": sorted(types), "weights": weights,
+        "epilogue": stage.class_name.lower() if stage is not None else None,
+        "stage": stage.name if stage is not None else None, "indexed": indexed,
+    })
+    for layer in (stage, activation_layer):
+        if layer is not None:
+            take_over_output(model, producer, layer)
+
+
 class FuseActivation(OptimizerPass):
     def match(self, node: Layer) -> bool:
         return marked_activation(node) is not None and write_back_chain(node) is not None
 
     def transform(self, model: ModelGraph, node: Layer) -> bool:
-        activation, (producer, stage, indexed) = marked_activation(node), write_back_chain(node)
-        values = {name: "{}".format(node.get_attr(name)) for name in activation.hls_values}
-        types = {name: node.get_attr(name) for name in activation.hls_types}
-        # The pre-activation precision is the producer's own result type (the write-back casts to it first), or the
-        # epilogue stage's result type after it.
-        types["producer_t"] = producer.get_output_variable().type
-        types["pre_t"] = (stage or producer).get_output_variable().type
-        weights = {}  # table field -> the producer attribute holding that array
-        if stage is not None:
-            for name in EPILOGUES[stage.class_name.lower()].weights:
-                weight = stage.get_weights(name)
-                # The array moves to the producer as it is (name, type, values): the write-back reads the very
-                # array the unfused stage reads, and hls4ml writes and loads it as one of the producer's weights.
-                producer.set_attr(TYPE_PREFIX + name, weight)
-                producer.set_attr(TYPE_PREFIX + name + "_t", weight.type)
-                weights[name] = TYPE_PREFIX + name
-        for name, named in types.items():
-            producer.set_attr(TYPE_PREFIX + name, NamedType(f"layer{producer.index}_{name}", named.precision))
-        producer.set_attr(WRITE_BACK, {
-            "op": activation.op, "values": values, "types": sorted(types), "weights": weights,
-            "epilogue": stage.class_name.lower() if stage is not None else None,
-            "stage": stage.name if stage is not None else None, "indexed": indexed,
-        })
-        if stage is not None:
-            take_over_output(model, producer, stage)
-        take_over_output(model, producer, node)
+        producer, stage, indexed = write_back_chain(node)
+        take_into_write_back(model, producer, stage, indexed, node)
+        return True
+
+
+class FuseEpilogue(OptimizerPass):
+    """Producer -> epilogue stage with no marked activation after it (a Conv or Dense whose float-scale Quant left
+    an ApplyAlpha, e.g. the logits layer): the stage goes into the write-back, in the fused design only."""
+
+    def match(self, node: Layer) -> bool:
+        if not node.model.config.get_config_value("HLSConfig", {}).get("Model", {}).get(EPILOGUE_CONFIG_KEY):
+            return False
+        if EPILOGUES.get(node.class_name.lower()) is None:
+            return False
+        consumers = node.get_output_nodes()
+        if any(marked_activation(c) is not None for c in consumers):
+            return False  # FuseActivation's
+        if len(consumers) > 1 or (not consumers and node.outputs[0] not in node.model.outputs):
+            return False
+        producer = fusable_producer(node.get_input_node())
+        if producer is None or producer.get_attr(WRITE_BACK) is not None:
+            return False
+        return epilogue_of(node, producer, alone=True) is not None
+
+    def transform(self, model: ModelGraph, node: Layer) -> bool:
+        producer = node.get_input_node()
+        take_into_write_back(model, producer, node, epilogue_of(node, producer, alone=True)[1], None)
         return True

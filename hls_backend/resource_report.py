@@ -139,20 +139,25 @@ def counterparts(unfused: DesignReport, fused: DesignReport) -> dict[str, Stream
     """
     fused_rows = {r.layer: r for r in fused.streams}
     unfused_rows = {r.layer: r for r in unfused.streams}
+    alive = set(fused.processes)
 
     def producer_of(name: str) -> str | None:
-        while name not in fused_rows and name in unfused_rows:
+        while name not in alive and name in unfused_rows:
             name = unfused_rows[name].source
         return name if name in fused_rows else None
 
     chains: dict[str, list[str]] = {}  # producer -> the layers fused into it, in stream order
     for row in unfused.streams:
-        if row.layer not in fused_rows and producer_of(row.source) is not None:
+        if row.layer not in alive and producer_of(row.source) is not None:
             chains.setdefault(producer_of(row.source), []).append(row.layer)
     result: dict[str, StreamRow | str | None] = {}
     for row in unfused.streams:
-        producer = producer_of(row.source) if row.layer not in fused_rows else None
-        if row.layer in chains:
+        producer = producer_of(row.source) if row.layer not in alive else None
+        if row.layer in alive and row.layer not in fused_rows:
+            # it took the stage after it, which wrote the design's output: it writes the output port now
+            after = unfused.processes[unfused.processes.index(row.layer) + 1:]
+            result[row.layer] = next((name for name in after if name not in alive), "the stage after it")
+        elif row.layer in chains:
             result[row.layer] = " + ".join(chains[row.layer])
         elif producer is not None and chains[producer][-1] != row.layer:
             result[row.layer] = " + ".join(chains[producer])

@@ -24,6 +24,8 @@ from hls_backend.passes import TYPE_PREFIX, WRITE_BACK
 from onnx_fuse.patterns import ACTIVATION_OPS, EPILOGUES
 
 MARKER = "// onnx_fuse: activation in the write-back"
+# A producer that took an epilogue stage and no activation (passes.FuseEpilogue).
+ALONE_MARKER = "// onnx_fuse: no activation, epilogue in the write-back"
 EPILOGUE_MARKER = "// onnx_fuse: epilogue in the write-back"
 
 # Two casts, in the unfused order: to the producer's result type, then the activation into its result type. A
@@ -38,6 +40,8 @@ inline {out_t} cast<{in_t}, {out_t}, {config}>(typename {config}::accum_t x) {{
 }}
 }} // namespace nnet
 """
+# No activation after the epilogue: its result is the layer's output (pre_t is the output type).
+NO_ACTIVATION = "return ({out_t})pre;"
 # No epilogue: the pre-activation value is the producer's result.
 PRODUCER_RESULT = "{pre_t} pre = ({pre_t})x;"
 
@@ -87,7 +91,7 @@ class FusedActivationCastTemplate(Template):
         # Appends to the stock config (this template runs after it). Vitis runs its own template flow and then
         # Vivado's, which rewrites config_cpp from scratch: appending only when absent keeps exactly one copy.
         config = node.get_attr("config_cpp") or ""
-        if MARKER in config:
+        if MARKER in config or ALONE_MARKER in config:
             return False
         if node.get_attr(WRITE_BACK)["indexed"]:
             config, aliases = KERNEL_ALIAS.subn(lambda match: self.indexed_kernel(node, match), config)
@@ -103,9 +107,11 @@ class FusedActivationCastTemplate(Template):
         `product` to `pre` (reading element `index` of its arrays) and the activation's body from `pre`."""
         write_back = node.get_attr(WRITE_BACK)
         out_t = element_type(node.get_output_variable())
-        fields = dict(write_back["values"], out_t=out_t, op=write_back["op"], index=node.index, marker=MARKER)
+        op = write_back["op"]
+        fields = dict(write_back["values"], out_t=out_t, op=op or "none", index=node.index,
+                      marker=MARKER if op else ALONE_MARKER)
         fields.update((name, node.get_attr(TYPE_PREFIX + name).precision.definition_cpp()) for name in write_back["types"])
-        fields["body"] = ACTIVATION_OPS[write_back["op"]].write_back.format(**fields)
+        fields["body"] = (ACTIVATION_OPS[op].write_back if op else NO_ACTIVATION).format(**fields)
         if write_back["epilogue"] is not None:
             epilogue = EPILOGUES[write_back["epilogue"]]
             for name, attribute in write_back["weights"].items():

@@ -5,8 +5,10 @@ training loop and export of make_qonnx_models.py). Brevitas' defaults give float
 hls4ml 1.3 turns into ApplyAlpha layers between each producer and its activation:
 - digits_fs_cnn_pt.onnx   QuantConv2d / QuantLinear with their default Int8WeightPerTensorFloat weights and float
                           biases, QuantReLU's default Uint8ActPerTensorFloat, Int8ActPerTensorFloat input
-- digits_fs_cnn_pc.onnx   the same with Int8WeightPerChannelFloat weights and bias-less convs
-- digits_fs_mlp.onnx      MLP of bias-less QuantLinear layers (Gemm without C), per-tensor then per-channel weights
+- digits_fs_cnn_pc.onnx   the same with Int8WeightPerChannelFloat weights and bias-less convs (hls4ml 1.3 cannot
+                          move per-channel float weight scales below a Dense, or a conv with a float input scale:
+                          the hls path refuses it in one line)
+- digits_fs_mlp.onnx      MLP of bias-less QuantLinear layers (Gemm without C), per-tensor weights
 - *.npz                   `x`: held-out inputs as the ONNX input expects; `y_brevitas`: Brevitas' own outputs
 """
 
@@ -48,15 +50,14 @@ class FloatScaleCNN(torch.nn.Module):
 
 
 class FloatScaleMLP(torch.nn.Module):
-    """QuantIdentity -> QuantLinear(bias=False) -> QuantReLU -> QuantLinear(bias=False, per-channel) -> QuantReLU ->
-    QuantLinear(bias=False)."""
+    """QuantIdentity -> [QuantLinear(bias=False) -> QuantReLU] x 2 -> QuantLinear(bias=False)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inp = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, return_quant_tensor=True)
         self.fc1 = qnn.QuantLinear(64, 32, bias=False, return_quant_tensor=True)
         self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
-        self.fc2 = qnn.QuantLinear(32, 16, bias=False, weight_quant=Int8WeightPerChannelFloat, return_quant_tensor=True)
+        self.fc2 = qnn.QuantLinear(32, 16, bias=False, return_quant_tensor=True)
         self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
         self.fc3 = qnn.QuantLinear(16, 10, bias=False, return_quant_tensor=False)
 

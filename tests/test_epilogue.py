@@ -1,7 +1,10 @@
-"""Float-scale quantized models on the hls4ml path: the Gemm without a bias that Brevitas' QuantLinear(bias=False)
-and nn.Linear(bias=False) export."""
+"""Float-scale quantized models on the hls4ml path, ONNX-level and conversion checks (the C-sims are in
+test_qonnx_hls.py): the Gemm without a bias that Brevitas' QuantLinear(bias=False) and nn.Linear(bias=False) export,
+and the per-channel float weight scales hls4ml 1.3 cannot convert."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,6 +16,8 @@ from onnx_fuse.fuse import fuse
 from onnx_fuse.normalise import normalise
 from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
 from onnx_fuse.verify import session
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def biasless_mlp() -> onnx.ModelProto:
@@ -60,3 +65,17 @@ def test_gemm_without_bias_reaches_hls4ml() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     hls = hls_backend.convert_from_fused_onnx(fused, output_dir="unused", io_type="io_parallel")
     assert [layer.class_name for layer in hls.get_layers()].count("Dense") == 2
+
+
+def test_per_channel_float_weight_scales_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    """hls4ml 1.3 cannot move per-channel float weight scales below a conv whose input has a float scale too (it
+    warns, then crashes with an IndexError in the C-sim child): refused before any build, one line, exit 2."""
+    from onnx_fuse.cli import main
+
+    out, hls = tmp_path / "f.onnx", tmp_path / "hls"
+    code = main([str(MODELS / "digits_fs_cnn_pc.onnx"), str(out), "--hls-out", str(hls), "--samples", "2", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert ("Quant 'Quant_0' gives Conv 'Conv_0' per-channel weight scales that are not powers of 2 with a float "
+            "input scale, which hls4ml 1.3 cannot convert") in err[0]
+    assert not out.exists() and not hls.exists()

@@ -70,8 +70,8 @@ def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
     """Float (non-power-of-2) scales become hls4ml ApplyAlpha layers between producer and ReLU; each goes into the
     write-back with the ReLU (one process and one FIFO fewer for each of the two stages), bit-exact against the
     unfused design: the convs' per-tensor scales through nnet::cast, the Dense's per-channel float bias through the
-    layer's own indexed kernel. The one default fused-vs-unfused compile of the epilogue family, through the CLI
-    with --report."""
+    layer's own indexed kernel; the logits Dense takes its ApplyAlpha with no activation after it. The one default
+    fused-vs-unfused compile of the epilogue family, through the CLI with --report."""
     from hls_backend import project
     from onnx_fuse.cli import main
 
@@ -83,19 +83,22 @@ def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
     assert code == 0, out
     assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
     assert "hls4ml: 3 of 3 pairs apply their activation" in out
-    assert ("hls4ml: 3 scale stages in the write-back too: Quant_6_rescale (applyalpha) into Conv2D_Conv_0, "
-            "Quant_7_rescale (applyalpha) into Conv2D_Conv_1, bn_Add_0 (applyalpha) into Dense_MatMul_0") in out
+    assert ("hls4ml: 4 scale stages in the write-back too: Quant_6_rescale (applyalpha) into Conv2D_Conv_0, "
+            "Quant_7_rescale (applyalpha) into Conv2D_Conv_1, bn_Add_0 (applyalpha) into Dense_MatMul_0, "
+            "bn_Add_1 (applyalpha) into Dense_MatMul_1") in out
     assert "keeps its" not in out
     fused_calls, unfused_calls = project.layer_calls(hls / "fused"), project.layer_calls(hls / "unfused")
     assert [c for c in unfused_calls if c not in fused_calls] == [
         ("normalize", "Quant_6_rescale"), ("relu", "Relu_0"), ("normalize", "Quant_7_rescale"), ("relu", "Relu_1"),
-        ("normalize", "bn_Add_0"), ("relu", "Relu_2")]
-    assert len(unfused_calls) - len(fused_calls) == 6  # ApplyAlpha and ReLU of each pair
-    assert project.stream_count(hls / "unfused") - project.stream_count(hls / "fused") == 6
+        ("normalize", "bn_Add_0"), ("relu", "Relu_2"), ("normalize", "bn_Add_1")]
+    # ApplyAlpha and ReLU of each pair, and the logits' ApplyAlpha
+    assert len(unfused_calls) - len(fused_calls) == 7
+    assert project.stream_count(hls / "unfused") - project.stream_count(hls / "fused") == 7
     report = (hls / "report.md").read_text()
     for stages in ("Quant_6_rescale + Relu_0", "Quant_7_rescale + Relu_1", "bn_Add_0 + Relu_2"):
         assert report.count(f"removed (fused with {stages})") == 2  # producer -> ApplyAlpha -> ReLU FIFOs
-    assert "| FIFO streams | 18 | 12 | -6 |" in report and "| dataflow processes | 19 | 13 | -6 |" in report
+    assert report.count("removed (fused with bn_Add_1)") == 1  # the Dense writes the output port itself now
+    assert "| FIFO streams | 18 | 11 | -7 |" in report and "| dataflow processes | 19 | 12 | -7 |" in report
 
 
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
