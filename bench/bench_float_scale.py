@@ -1,10 +1,11 @@
 """Float-scale quantized models (Brevitas' default quantizers) through hls4ml: the epilogue in the write-back.
 
     python bench/bench_float_scale.py [--io-type io_stream io_parallel] [--strategy Latency]
-        [--models NAME ...] [--out DIR]
+        [--models NAME ...] [--alpha-precision P] [--out DIR]
 
 For each bundled model and io type: fused and unfused hls4ml C-sim from one config (the Quant nodes set the types,
-hls4ml's defaults elsewhere), pairs with their activation and scale stages in the write-back, dataflow processes
+hls4ml's defaults elsewhere; --alpha-precision P sets every ApplyAlpha's scale and bias type, which hls4ml
+otherwise takes from the model default), pairs with their activation and scale stages in the write-back, dataflow processes
 and FIFO streams of both designs, bit-exactness, and the fused design against Brevitas' own stored outputs.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import hls_backend
 from hls_backend import project
 from hls_backend.csim import run_csim
+from hls_backend.hls_stage import hls4ml_prints_to_debug_log
 from onnx_fuse.cli import quiet_libraries
 from onnx_fuse.fuse import fuse
 from onnx_fuse.load import load_onnx
@@ -29,13 +31,24 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("digits_qcnn_float", "digits_fs_cnn_pt", "digits_fs_mlp")
 
 
-def measure(name: str, io_type: str, strategy: str, out: Path) -> str:
+def apply_alpha_layers(model, config: dict) -> list[str]:
+    """Names of the ApplyAlpha layers hls4ml makes from the float-scale Quants (the unfused design has them all)."""
+    graph = hls_backend.convert_from_fused_onnx(model, io_type="io_parallel", hls_config=config, fuse=False)
+    return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
+
+
+def measure(name: str, io_type: str, strategy: str, out: Path, alpha_precision: str | None = None) -> str:
     normalised, _ = normalise(load_onnx(MODELS / f"{name}.onnx"))
     fused, report = fuse(normalised)
     data = np.load(MODELS / f"{name}.npz")
     x, y_brevitas = data["x"], data["y_brevitas"]
-    config = hls_backend.config_from_fused_onnx(fused)
-    config["Model"]["Strategy"] = strategy
+    with hls4ml_prints_to_debug_log():
+        config = hls_backend.config_from_fused_onnx(fused)
+        config["Model"]["Strategy"] = strategy
+        if alpha_precision:
+            for layer in apply_alpha_layers(normalised, config):
+                entry = config.setdefault("LayerName", {}).setdefault(layer, {})
+                entry["Precision"] = {"scale": alpha_precision, "bias": alpha_precision}
     dirs = {f: out / f"{name}_{io_type}_{strategy}_{'fused' if f else 'unfused'}" for f in (True, False)}
     with ThreadPoolExecutor(2) as pool:
         jobs = {f: pool.submit(run_csim, fused if f else normalised, x, d, io_type=io_type, hls_config=config, fuse=f)
@@ -59,6 +72,7 @@ def main() -> None:
     parser.add_argument("--io-type", nargs="+", default=["io_stream", "io_parallel"])
     parser.add_argument("--strategy", nargs="+", default=["Latency"])
     parser.add_argument("--models", nargs="+", default=list(NAMES))
+    parser.add_argument("--alpha-precision", default=None, help="e.g. ap_fixed<32,8>")
     parser.add_argument("--out", type=Path, default=None, help="where the hls4ml projects go (default: a temp dir)")
     args = parser.parse_args()
     quiet_libraries()
@@ -69,7 +83,7 @@ def main() -> None:
         for name in args.models:
             for io_type in args.io_type:
                 for strategy in args.strategy:
-                    print(measure(name, io_type, strategy, args.out or Path(tmp)), flush=True)
+                    print(measure(name, io_type, strategy, args.out or Path(tmp), args.alpha_precision), flush=True)
 
 
 if __name__ == "__main__":

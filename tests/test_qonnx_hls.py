@@ -101,6 +101,35 @@ def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
     assert "| FIFO streams | 18 | 11 | -7 |" in report and "| dataflow processes | 19 | 12 | -7 |" in report
 
 
+# (model, io_type, pairs with their activation in the write-back, epilogue stages in it, processes fewer): Brevitas'
+# default float quantizers. digits_fs_cnn_pt's convs carry a float bias, so their ApplyAlpha is per-channel: the
+# io_parallel conv loops cannot index it (those pairs keep their stages), the io_stream conv kernel can.
+FLOAT_SCALE = [
+    ("digits_fs_cnn_pt", "io_stream", 3, 4, 7),
+    ("digits_fs_cnn_pt", "io_parallel", 1, 2, 3),
+    ("digits_fs_mlp", "io_stream", 2, 3, 5),
+    ("digits_fs_mlp", "io_parallel", 2, 3, 5),
+    ("digits_qcnn_float", "io_parallel", 3, 4, 7),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, io_type, pairs, stages, fewer", FLOAT_SCALE)
+def test_float_scale_epilogue_bit_exact(name: str, io_type: str, pairs: int, stages: int, fewer: int, compiled) -> None:
+    from hls_backend import project
+
+    normalised, fused, _, x, _ = brevitas(name)
+    cfg = hls_backend.config_from_fused_onnx(fused)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    assert params.count("// onnx_fuse: activation in the write-back") == pairs
+    assert len(project.absorbed_stages(got.output_dir)) == stages
+    assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == fewer
+    if io_type == "io_stream":
+        assert project.stream_count(ref.output_dir) - project.stream_count(got.output_dir) == fewer
+
+
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
     """hls4ml 1.3 crashes on a Dense bias quantized with a float scale: one clear line, exit 2, nothing built."""
     from onnx_fuse.cli import main
