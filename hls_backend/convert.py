@@ -8,7 +8,7 @@ from typing import Any
 
 import onnx
 
-from hls_backend.passes import PAIR_CONFIG_KEY
+from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
 from hls_backend.preprocess import preprocess
 from hls_backend.registration import register
 
@@ -59,8 +59,9 @@ def convert_from_fused_onnx(
     graph, marks = preprocess(model)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
-    if fuse and marks:
+    if fuse:
         hls_config = copy.deepcopy(hls_config)
+        hls_config.setdefault("Model", {})[EPILOGUE_CONFIG_KEY] = True
         for name, op in marks.items():
             hls_config.setdefault("LayerName", {}).setdefault(name, {})[PAIR_CONFIG_KEY] = op
     import hls4ml

@@ -65,6 +65,7 @@ class HlsResult:
     fused_in_hls: int = 0  # pairs whose activation the fused design applies in the producer's write-back
     pairs: int = 0  # fused pairs in the file
     kept: list[str] = field(default_factory=list)  # why each other pair keeps its activation stage
+    absorbed: list[str] = field(default_factory=list)  # "stage into layer" for each epilogue stage in a write-back
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None
     accuracy: Accuracy | None = None  # C-sim against onnxruntime; None for a feature-map output (layouts differ)
@@ -73,7 +74,7 @@ class HlsResult:
         return {
             "fused_project": str(self.fused_dir), "unfused_project": str(self.unfused_dir), "samples": self.samples,
             "bit_exact": self.bit_exact, "max_abs_diff": self.max_abs_diff, "fused_in_hls": self.fused_in_hls,
-            "pairs": self.pairs, "kept_stages": self.kept,
+            "pairs": self.pairs, "kept_stages": self.kept, "absorbed_stages": self.absorbed,
             "seconds": self.seconds,
             "report": self.report,
             "csim_vs_onnx": self.accuracy.as_dict() if self.accuracy is not None else None,
@@ -251,8 +252,10 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     diff = float(np.max(np.abs(outputs[True].astype(np.float64) - outputs[False]))) if x.size else 0.0
     exact = bool(np.array_equal(outputs[True], outputs[False]))
     final = {fuse: options.out_dir / path.name for fuse, path in dirs.items()}
+    from hls_backend.project import absorbed_stages
+
     hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
-                    len(fused_nodes(fused)), seconds=seconds)
+                    len(fused_nodes(fused)), absorbed=absorbed_stages(dirs[True]), seconds=seconds)
     hls.accuracy = accuracy_against_onnx(fused, x, outputs[True], options.precision)
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess

@@ -21,6 +21,7 @@ from onnx import helper, numpy_helper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pool1d import mark_1d_pools
+from hls_backend.gemm_bias import ZeroBiasForGemm
 from hls_backend.pooling import ChannelsLastAveragePool
 from hls_backend.uniform_scales import uniform_po2_weight_scales
 from hls_backend.resize import ChannelsLastResize, mark_1d_resizes
@@ -81,6 +82,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
         # correctly, checked end to end against onnxruntime in tests/test_hls_backend.py.
         warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
+        wrapped = wrapped.transform(ZeroBiasForGemm())  # GemmToMatMul needs a bias input
         wrapped = wrapped.transform(GemmToMatMul())
     try:
         wrapped = wrapped.transform(ChannelsLastAveragePool())  # qonnx has no channels-last AveragePool
@@ -120,27 +122,43 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
         if node.op_type != "Quant" or node.output[0] not in adds or node.input[0] not in constants:
             continue
         scale = constants.get(node.input[1])
-        if scale is not None and not np.all(np.log2(np.abs(scale)) == np.round(np.log2(np.abs(scale)))):
+        if scale is not None and not is_power_of_2(scale):
             raise UnsupportedModelError(
                 f"Quant '{node.name}' gives a Dense bias a scale that is not a power of 2, which hls4ml 1.3 cannot "
                 "convert (its precision inference fails): export that bias unquantized or with a power-of-2 scale"
             )
 
 
-def check_weight_scales(model: onnx.ModelProto) -> None:
-    """hls4ml 1.3 fails (IndexError in its precision inference) on a constant Quant whose channels have different
-    scales; uniform_po2_weight_scales has already merged the power-of-2 ones."""
+def is_power_of_2(scale: np.ndarray) -> bool:
+    return bool(np.all(np.log2(np.abs(scale)) == np.round(np.log2(np.abs(scale)))))
+
+
+def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
+    """hls4ml 1.3 moves a weight Quant's float scale below its layer as an ApplyAlpha (move_scales.py) and cannot for
+    a per-channel one on a Dense (ScaleDownMatMul broadcasts the weight-shaped scale to the output shape) or on a Conv
+    whose input carries a float scale too (ScaleDownConv combines the two scales with a matrix product, which fails
+    on the scalar input scale): it warns, leaves the weight Constant behind, and crashes on it (IndexError)."""
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {name: node for node in model.graph.node for name in node.output}
     for node in model.graph.node:
-        if node.op_type != "Quant" or node.input[0] not in constants or node.input[1] not in constants:
+        if node.op_type not in ("MatMul", "Conv") or len(node.input) < 2:
             continue
-        scale = constants[node.input[1]]
-        if scale.size > 1 and not np.all(scale == scale.flat[0]):
-            raise UnsupportedModelError(
-                f"Quant '{node.name or node.output[0]}' gives its weights per-channel scales that are not all powers "
-                "of 2, which hls4ml 1.3 cannot convert (its precision inference fails): quantize those weights per "
-                "tensor or with power-of-2 scales"
-            )
+        quant = producers.get(node.input[1])
+        if quant is None or quant.op_type != "Quant" or quant.input[0] not in constants:
+            continue
+        scale = constants.get(quant.input[1])
+        if scale is None or np.all(scale == scale.reshape(-1)[0]) or is_power_of_2(scale):
+            continue
+        source = producers.get(node.input[0])
+        in_scale = constants.get(source.input[1]) if source is not None and source.op_type == "Quant" else None
+        if node.op_type == "Conv" and (in_scale is None or is_power_of_2(in_scale)):
+            continue
+        raise UnsupportedModelError(
+            f"Quant '{quant.name}' gives {node.op_type} '{node.name}' per-channel weight scales that are not powers of "
+            f"2{' with a float input scale' if node.op_type == 'Conv' else ''}, which hls4ml 1.3 cannot convert (it "
+            "fails to move them below the layer): use a per-tensor weight quantizer (e.g. Brevitas' "
+            "Int8WeightPerTensorFloat) or power-of-2 scales"
+        )
 
 
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
@@ -148,9 +166,9 @@ def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, di
     original = load_model(model)
     inlined = inline_and_tag(original)
     uniform_po2_weight_scales(inlined)  # per-channel power-of-2 weight scales, which hls4ml 1.3 cannot convert
-    check_weight_scales(inlined)
     channels_last = qonnx_channels_last(inlined)
     check_dense_bias_scales(channels_last)
+    check_per_channel_weight_scales(channels_last)
     clip_bounds_as_attributes(channels_last)
     marks = {
         node.name: prop.value

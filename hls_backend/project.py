@@ -25,7 +25,15 @@ def layer_calls(output_dir: str | Path, project_name: str = "myproject") -> list
 
 
 # hls4ml functions whose presence before a marked activation explains why it kept its stage.
-WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha (a scale or float bias it could not fold, e.g. a Quant scale that is not a power of 2)"}
+WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha with a per-channel scale or bias (the write-back takes per-tensor ones only: nnet::cast does not receive the output index)"}
+# templates.EPILOGUE_MARKER lines: "<marker>: <stage> (<hls layer>) into <producer>"
+EPILOGUE_LINE = re.compile(r"// onnx_fuse: epilogue in the write-back: (\S+) \((\w+)\) into (\S+)")
+
+
+def absorbed_stages(output_dir: str | Path) -> list[str]:
+    """Each epilogue stage a fused project computes in a producer's write-back, as "stage (layer) into producer"."""
+    params = (Path(output_dir) / "firmware" / "parameters.h").read_text()
+    return [f"{stage} ({layer}) into {producer}" for stage, layer, producer in EPILOGUE_LINE.findall(params)]
 
 
 def kept_stages(output_dir: str | Path, marked: dict[str, str], project_name: str = "myproject") -> list[str]:

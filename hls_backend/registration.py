@@ -11,7 +11,7 @@ from hls4ml.model.layers import register_layer
 from hls4ml.model.optimizer import get_available_passes, register_pass
 
 from hls_backend.clip import HEADER, ClipConfigTemplate, ClipFunctionTemplate, OnnxFuseClip, parse_clip
-from hls_backend.passes import FUSE_PASS, FuseActivation
+from hls_backend.passes import EPILOGUE_PASS, FUSE_PASS, FuseActivation, FuseEpilogue
 from hls_backend.pool1d import POOL1D_OP, parse_pool1d
 from hls_backend.resize import RESIZE1D_OP, parse_resize1d
 from hls_backend.templates import FusedActivationCastTemplate
@@ -47,10 +47,11 @@ def register() -> None:
         if op not in get_supported_onnx_layers():
             register_onnx_layer_handler(op, handler)
     passes = get_available_passes()
-    if FUSE_PASS not in passes:
-        register_pass(FUSE_PASS, FuseActivation)
-    if FUSE_PASS not in get_flow(OPTIMIZE_FLOW).optimizers:
-        update_flow(OPTIMIZE_FLOW, add_optimizers=[FUSE_PASS])
+    for name, optimizer in ((FUSE_PASS, FuseActivation), (EPILOGUE_PASS, FuseEpilogue)):
+        if name not in passes:
+            register_pass(name, optimizer)
+        if name not in get_flow(OPTIMIZE_FLOW).optimizers:
+            update_flow(OPTIMIZE_FLOW, add_optimizers=[name])
     for backend_name in BACKENDS:
         backend = get_backend(backend_name)
         backend.register_source(HEADER)  # a dict entry: harmless to repeat

@@ -130,18 +130,42 @@ def describe(row: StreamRow) -> str:
 
 
 def counterparts(unfused: DesignReport, fused: DesignReport) -> dict[str, StreamRow | str | None]:
-    """For each unfused stream: the fused stream standing in its place, the ReLU's name if the stream was the
-    conv->ReLU FIFO that fusion removed, or None if it has no counterpart.
+    """For each unfused stream: the fused stream standing in its place, the names of the stages fused into the
+    producer if the stream was a FIFO that fusion removed, or None if it has no counterpart.
 
-    A ReLU missing from the fused design whose conv is still there was fused into it: the conv->ReLU FIFO is gone
-    and the fused conv's output stream stands where the ReLU's was.
+    Layers missing from the fused design whose chain of inputs leads back to a producer still there were fused into
+    it (its activation, and an epilogue stage such as ApplyAlpha before it): the FIFOs between them are gone and the
+    producer's output stream stands where the last one's was.
     """
     fused_rows = {r.layer: r for r in fused.streams}
-    absorbed_by = {r.layer: r.source for r in unfused.streams if r.layer not in fused_rows and r.source in fused_rows}
-    fused_into = {conv: relu for relu, conv in absorbed_by.items()}
-    return {
-        r.layer: fused_into.get(r.layer) or fused_rows.get(absorbed_by.get(r.layer, r.layer)) for r in unfused.streams
-    }
+    unfused_rows = {r.layer: r for r in unfused.streams}
+    alive = set(fused.processes)
+
+    def producer_of(name: str) -> str | None:
+        while name not in alive and name in unfused_rows:
+            name = unfused_rows[name].source
+        return name if name in fused_rows else None
+
+    chains: dict[str, list[str]] = {}  # producer -> the layers fused into it, in stream order
+    for row in unfused.streams:
+        if row.layer not in alive and producer_of(row.source) is not None:
+            chains.setdefault(producer_of(row.source), []).append(row.layer)
+    result: dict[str, StreamRow | str | None] = {}
+    for row in unfused.streams:
+        producer = producer_of(row.source) if row.layer not in alive else None
+        if row.layer in alive and row.layer not in fused_rows:
+            # it took the stage after it, which wrote the design's output: it writes the output port now
+            after = unfused.processes[unfused.processes.index(row.layer) + 1:]
+            result[row.layer] = next((name for name in after if name not in alive), "the stage after it")
+        elif row.layer in chains:
+            result[row.layer] = " + ".join(chains[row.layer])
+        elif producer is not None and chains[producer][-1] != row.layer:
+            result[row.layer] = " + ".join(chains[producer])
+        elif producer is not None:
+            result[row.layer] = fused_rows[producer]
+        else:
+            result[row.layer] = fused_rows.get(row.layer)
+    return result
 
 
 def bar_chart(unfused: DesignReport, fused: DesignReport, path) -> None:

@@ -1,4 +1,5 @@
-"""The one table of fused patterns: producer (Conv, Dense) x activation (Relu, LeakyRelu, Clip).
+"""The one table of fused patterns: producer (Conv, Dense) x activation (Relu, LeakyRelu, Clip), and the epilogue
+stages between them that hls4ml's write-back also takes (the scale and bias of float-scale quantized models).
 
 Everything that knows what can be fused reads this table: the onnxscript rules and model-local functions
 (fuse/rules.py), the `left unfused` reasons (fuse/unfused.py), the summary, and hls_backend's marking and
@@ -118,6 +119,32 @@ CLIP = Activation(
     hls_layer="onnxfuseclip", hls_values=("low", "high"),
 )
 ACTIVATIONS = (RELU, LEAKY_RELU, CLIP)
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """A stage hls4ml puts between a pair's producer and its activation that the write-back computes too.
+
+    A pair in the file (producer -> activation) can become producer -> stage -> activation in hls4ml; the fused
+    layer then computes accumulator -> producer result type -> this stage -> activation -> output type.
+    """
+
+    hls_layer: str  # the hls4ml layer class, lower case
+    weights: tuple[str, ...]  # the stage's weight arrays the expression reads, by hls4ml attribute name
+    # C++ from the producer's result `{producer_t} product` to `{pre_t} pre` (the stage's result type), in the same
+    # expression and types as the unfused stage. Weight fields name the arrays; `{i}` is the element read: per-tensor
+    # stages hold one value repeated, so element 0 is the value every output gets.
+    write_back: str
+
+
+# hls4ml 1.3 nnet::normalize (ApplyAlpha, the scale and bias a float-scale Quant leaves after the producer, and a
+# Dense's float bias): `res = product<data_T, scale_t>::product(data, scale[i]) + bias[i]` assigned to res_T, with
+# product::mult's full-precision `a * w`.
+SCALE_BIAS = Epilogue(
+    "applyalpha", ("scale", "bias"),
+    "{pre_t} pre = nnet::product::mult<{producer_t}, {scale_t}>::product(product, {scale}[{i}]) + {bias}[{i}];",
+)
+EPILOGUES = {e.hls_layer: e for e in (SCALE_BIAS,)}
 
 
 @dataclass(frozen=True)

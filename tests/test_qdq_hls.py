@@ -33,12 +33,13 @@ CASES = [
 
 
 def test_per_channel_float_weight_scales_are_refused_before_hls4ml():
-    """hls4ml 1.3's precision inference fails (IndexError) on unequal per-channel scales, fused and unfused alike;
-    power-of-2 ones are merged into one scale, float ones are refused in one line before any conversion."""
+    """hls4ml 1.3 cannot move unequal per-channel float weight scales below a conv whose input has a float scale too
+    (it crashes, fused and unfused alike): power-of-2 ones are merged into one scale, float ones refused in one line
+    before any conversion."""
     from hls_backend.preprocess import UnsupportedModelError, preprocess
 
     normalised, _ = normalise(qdq_cnn(po2=False))
-    with pytest.raises(UnsupportedModelError, match="per-channel scales that are not all powers of 2"):
+    with pytest.raises(UnsupportedModelError, match="per-channel weight scales that are not powers of 2 with a float input scale"):
         preprocess(normalised)
     preprocess(normalise(qdq_cnn())[0])  # the power-of-2 per-channel form goes through
 

@@ -66,20 +66,68 @@ def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pair
     assert (got.y.reshape(y_qkeras.shape).argmax(1) == y_qkeras.argmax(1)).all()
 
 
-@pytest.mark.slow
-def test_float_scale_pairs_keep_their_stage_and_say_why(tmp_path: Path, capsys) -> None:
-    """Negative control: non-power-of-2 scales become hls4ml ApplyAlpha layers between producer and ReLU, so no
-    pair can take its ReLU into the write-back; the designs still agree and the summary names the cause per pair."""
+def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
+    """Float (non-power-of-2) scales become hls4ml ApplyAlpha layers between producer and ReLU; each goes into the
+    write-back with the ReLU (one process and one FIFO fewer for each of the two stages), bit-exact against the
+    unfused design: the convs' per-tensor scales through nnet::cast, the Dense's per-channel float bias through the
+    layer's own indexed kernel; the logits Dense takes its ApplyAlpha with no activation after it. The one default
+    fused-vs-unfused compile of the epilogue family, through the CLI with --report."""
+    from hls_backend import project
     from onnx_fuse.cli import main
 
     name = "digits_qcnn_float"
+    hls = tmp_path / "hls"
     code = main([str(MODELS / f"{name}.onnx"), str(tmp_path / "f.onnx"), "--data", str(MODELS / f"{name}.npz"),
-                 "--hls-out", str(tmp_path / "hls"), "-q"])
+                 "--hls-out", str(hls), "--report", "-q"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0, out
     assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
-    assert "hls4ml: 0 of 3 pairs apply their activation" in out
-    assert out.count("keeps its relu stage: its input comes from nnet::normalize") == 3
+    assert "hls4ml: 3 of 3 pairs apply their activation" in out
+    assert ("hls4ml: 4 scale stages in the write-back too: Quant_6_rescale (applyalpha) into Conv2D_Conv_0, "
+            "Quant_7_rescale (applyalpha) into Conv2D_Conv_1, bn_Add_0 (applyalpha) into Dense_MatMul_0, "
+            "bn_Add_1 (applyalpha) into Dense_MatMul_1") in out
+    assert "keeps its" not in out
+    fused_calls, unfused_calls = project.layer_calls(hls / "fused"), project.layer_calls(hls / "unfused")
+    assert [c for c in unfused_calls if c not in fused_calls] == [
+        ("normalize", "Quant_6_rescale"), ("relu", "Relu_0"), ("normalize", "Quant_7_rescale"), ("relu", "Relu_1"),
+        ("normalize", "bn_Add_0"), ("relu", "Relu_2"), ("normalize", "bn_Add_1")]
+    # ApplyAlpha and ReLU of each pair, and the logits' ApplyAlpha
+    assert len(unfused_calls) - len(fused_calls) == 7
+    assert project.stream_count(hls / "unfused") - project.stream_count(hls / "fused") == 7
+    report = (hls / "report.md").read_text()
+    for stages in ("Quant_6_rescale + Relu_0", "Quant_7_rescale + Relu_1", "bn_Add_0 + Relu_2"):
+        assert report.count(f"removed (fused with {stages})") == 2  # producer -> ApplyAlpha -> ReLU FIFOs
+    assert report.count("removed (fused with bn_Add_1)") == 1  # the Dense writes the output port itself now
+    assert "| FIFO streams | 18 | 11 | -7 |" in report and "| dataflow processes | 19 | 12 | -7 |" in report
+
+
+# (model, io_type, pairs with their activation in the write-back, epilogue stages in it, processes fewer): Brevitas'
+# default float quantizers. digits_fs_cnn_pt's convs carry a float bias, so their ApplyAlpha is per-channel: the
+# io_parallel conv loops cannot index it (those pairs keep their stages), the io_stream conv kernel can.
+FLOAT_SCALE = [
+    ("digits_fs_cnn_pt", "io_stream", 3, 4, 7),
+    ("digits_fs_cnn_pt", "io_parallel", 1, 2, 3),
+    ("digits_fs_mlp", "io_stream", 2, 3, 5),
+    ("digits_fs_mlp", "io_parallel", 2, 3, 5),
+    ("digits_qcnn_float", "io_parallel", 3, 4, 7),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, io_type, pairs, stages, fewer", FLOAT_SCALE)
+def test_float_scale_epilogue_bit_exact(name: str, io_type: str, pairs: int, stages: int, fewer: int, compiled) -> None:
+    from hls_backend import project
+
+    normalised, fused, _, x, _ = brevitas(name)
+    cfg = hls_backend.config_from_fused_onnx(fused)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    assert params.count("// onnx_fuse: activation in the write-back") == pairs
+    assert len(project.absorbed_stages(got.output_dir)) == stages
+    assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == fewer
+    if io_type == "io_stream":
+        assert project.stream_count(ref.output_dir) - project.stream_count(got.output_dir) == fewer
 
 
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,90 @@
+"""Float-scale quantized models (Brevitas' default quantizers) through hls4ml: the epilogue in the write-back.
+
+    python bench/bench_float_scale.py [--io-type io_stream io_parallel] [--strategy Latency]
+        [--models NAME ...] [--alpha-precision P] [--out DIR]
+
+For each bundled model and io type: fused and unfused hls4ml C-sim from one config (the Quant nodes set the types,
+hls4ml's defaults elsewhere; --alpha-precision P sets every ApplyAlpha's scale and bias type, which hls4ml
+otherwise takes from the model default), pairs with their activation and scale stages in the write-back, dataflow processes
+and FIFO streams of both designs, bit-exactness, and the fused design against Brevitas' own stored outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+import hls_backend
+from hls_backend import project
+from hls_backend.csim import run_csim
+from hls_backend.hls_stage import hls4ml_prints_to_debug_log
+from onnx_fuse.cli import quiet_libraries
+from onnx_fuse.fuse import fuse
+from onnx_fuse.load import load_onnx
+from onnx_fuse.normalise import normalise
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+NAMES = ("digits_qcnn_float", "digits_fs_cnn_pt", "digits_fs_mlp")
+
+
+def apply_alpha_layers(model, config: dict) -> list[str]:
+    """Names of the ApplyAlpha layers hls4ml makes from the float-scale Quants (the unfused design has them all)."""
+    graph = hls_backend.convert_from_fused_onnx(model, io_type="io_parallel", hls_config=config, fuse=False)
+    return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
+
+
+def measure(name: str, io_type: str, strategy: str, out: Path, alpha_precision: str | None = None) -> str:
+    normalised, _ = normalise(load_onnx(MODELS / f"{name}.onnx"))
+    fused, report = fuse(normalised)
+    data = np.load(MODELS / f"{name}.npz")
+    x, y_brevitas = data["x"], data["y_brevitas"]
+    with hls4ml_prints_to_debug_log():
+        config = hls_backend.config_from_fused_onnx(fused)
+        config["Model"]["Strategy"] = strategy
+        if alpha_precision:
+            for layer in apply_alpha_layers(normalised, config):
+                entry = config.setdefault("LayerName", {}).setdefault(layer, {})
+                entry["Precision"] = {"scale": alpha_precision, "bias": alpha_precision}
+    dirs = {f: out / f"{name}_{io_type}_{strategy}_{'fused' if f else 'unfused'}" for f in (True, False)}
+    with ThreadPoolExecutor(2) as pool:
+        jobs = {f: pool.submit(run_csim, fused if f else normalised, x, d, io_type=io_type, hls_config=config, fuse=f)
+                for f, d in dirs.items()}
+        got, ref = jobs[True].result(), jobs[False].result()
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    calls = [len(project.layer_calls(d)) for d in (ref.output_dir, got.output_dir)]
+    streams = [project.stream_count(d) for d in (ref.output_dir, got.output_dir)] if io_type == "io_stream" else None
+    y = got.y.reshape(y_brevitas.shape)
+    diff = np.abs(y.astype(np.float64) - y_brevitas)
+    return (
+        f"| {name} | {io_type} {strategy} | {params.count('activation in the write-back')} of {report.pairs} | "
+        f"{len(project.absorbed_stages(got.output_dir))} | {calls[0]} -> {calls[1]} | "
+        f"{f'{streams[0]} -> {streams[1]}' if streams else '-'} | {np.array_equal(got.y, ref.y)} | "
+        f"{diff.max():.3g} | {(y.argmax(1) == y_brevitas.argmax(1)).mean():.2f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--io-type", nargs="+", default=["io_stream", "io_parallel"])
+    parser.add_argument("--strategy", nargs="+", default=["Latency"])
+    parser.add_argument("--models", nargs="+", default=list(NAMES))
+    parser.add_argument("--alpha-precision", default=None, help="e.g. ap_fixed<32,8>")
+    parser.add_argument("--out", type=Path, default=None, help="where the hls4ml projects go (default: a temp dir)")
+    args = parser.parse_args()
+    quiet_libraries()
+    print("| model | io | pairs in write-back | scale stages absorbed | processes unfused -> fused | FIFO streams "
+          "| bit-exact fused vs unfused | max abs diff vs Brevitas | top-1 agreement with Brevitas |")
+    print("|---|---|---:|---:|---|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            for io_type in args.io_type:
+                for strategy in args.strategy:
+                    print(measure(name, io_type, strategy, args.out or Path(tmp), args.alpha_precision), flush=True)
+
+
+if __name__ == "__main__":
+    main()

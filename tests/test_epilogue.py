@@ -1,0 +1,81 @@
+"""Float-scale quantized models on the hls4ml path, ONNX-level and conversion checks (the C-sims are in
+test_qonnx_hls.py): the Gemm without a bias that Brevitas' QuantLinear(bias=False) and nn.Linear(bias=False) export,
+and the per-channel float weight scales hls4ml 1.3 cannot convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import hls_backend
+from hls_backend.preprocess import preprocess
+from onnx_fuse.fuse import fuse
+from onnx_fuse.normalise import normalise
+from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+from onnx_fuse.verify import session
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def biasless_mlp() -> onnx.ModelProto:
+    """x -> Gemm(x, Quant(W1), transB=1) -> Relu -> Gemm(r, W2): both Gemms without C, as torch exports Linear(bias=False)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "W1"),
+        numpy_helper.from_array(np.float32(0.0173), "s"),  # a float (not power-of-2) scale, as Brevitas' default
+        numpy_helper.from_array(np.float32(0), "z"),
+        numpy_helper.from_array(np.float32(8), "b"),
+        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("Quant", ["W1", "s", "z", "b"], ["qW1"], domain=QONNX_DOMAIN, signed=1, narrow=1,
+                         rounding_mode="ROUND"),
+        helper.make_node("Gemm", ["x", "qW1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+        helper.make_node("Gemm", ["r", "W2"], ["y"], name="fc2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "biasless", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+    model.ir_version = 8
+    return prepare(model)
+
+
+def test_gemm_without_bias_reaches_hls4ml() -> None:
+    """qonnx's GemmToMatMul reads a Gemm's third input unconditionally (IndexError without the zero bias); with it
+    the graph hls4ml reads computes what the fused file does and converts to two Dense layers."""
+    normalised, _ = normalise(biasless_mlp())
+    fused, report = fuse(normalised)
+    assert report.pairs == 1
+    assert [len(n.input) for n in fused.graph.node if n.op_type in ("Gemm", "DenseRelu")] == [2, 2]
+    graph, marks = preprocess(fused)
+    assert "Gemm" not in {n.op_type for n in graph.graph.node} and list(marks.values()) == ["DenseRelu"]
+    x = np.random.default_rng(1).standard_normal((32, 1, 16)).astype(np.float32)
+    want = np.concatenate([session(fused).run(None, {"x": xi})[0] for xi in x])
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    wrapped = ModelWrapper(graph)
+    got = np.concatenate([execute_onnx(wrapped, {graph.graph.input[0].name: xi})[graph.graph.output[0].name] for xi in x])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    hls = hls_backend.convert_from_fused_onnx(fused, output_dir="unused", io_type="io_parallel")
+    assert [layer.class_name for layer in hls.get_layers()].count("Dense") == 2
+
+
+def test_per_channel_float_weight_scales_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    """hls4ml 1.3 cannot move per-channel float weight scales below a conv whose input has a float scale too (it
+    warns, then crashes with an IndexError in the C-sim child): refused before any build, one line, exit 2."""
+    from onnx_fuse.cli import main
+
+    out, hls = tmp_path / "f.onnx", tmp_path / "hls"
+    code = main([str(MODELS / "digits_fs_cnn_pc.onnx"), str(out), "--hls-out", str(hls), "--samples", "2", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert ("Quant 'Quant_0' gives Conv 'Conv_0' per-channel weight scales that are not powers of 2 with a float "
+            "input scale, which hls4ml 1.3 cannot convert") in err[0]
+    assert not out.exists() and not hls.exists()
