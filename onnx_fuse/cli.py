@@ -1,4 +1,5 @@
-"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`)."""
+"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`); `onnx-fuse estimate MODEL`
+is the estimate subcommand (onnx_fuse/estimate_cli.py)."""
 
 from __future__ import annotations
 
@@ -257,6 +258,11 @@ def check_counts(args: argparse.Namespace) -> str | None:
 
 
 def run_cli(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["estimate"]:  # the subcommand (a model file named `estimate` is given as ./estimate)
+        from onnx_fuse.estimate_cli import run
+
+        return run(argv[1:])
     args = parser().parse_args(argv)
     quiet_libraries()
     handler = setup_logging(args.verbose, args.quiet or args.json)
