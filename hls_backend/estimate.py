@@ -152,6 +152,18 @@ def spec_of(layer, io_type: str) -> LayerSpec | str:
         return LayerSpec(kind="relu", n_in=int(np.prod(shape)), n_out=int(np.prod(shape)), in_pixels=pixels,
                          out_pixels=pixels, n_chan=channels, elements=int(np.prod(shape)) if io_type == "io_parallel"
                          else channels, **common)
+    if cls in ("BatchNormalization", "ApplyAlpha", "Merge"):
+        kind = "merge" if cls == "Merge" else "scale"
+        csd = None
+        if kind == "scale" and "scale" in layer.weights:
+            scale = layer.weights["scale"]
+            q = quantized(np.broadcast_to(scale.data, shape), scale).ravel()
+            if io_type == "io_stream":
+                q = q[-channels:]  # a stream stage multiplies one pixel's channels per cycle
+            csd = sum(1 for v in q[q != 0] if rules.csd_digits(int(v)) > rules.CONST_SHIFT_ADD_DIGITS)
+        return LayerSpec(kind=kind, n_in=int(np.prod(shape)), n_out=int(np.prod(shape)), in_pixels=pixels,
+                         out_pixels=pixels, n_chan=channels, dsp_weights=csd,
+                         elements=int(np.prod(shape)) if io_type == "io_parallel" else channels, **common)
     if cls == "Softmax":
         return LayerSpec(kind="softmax", n_in=channels, n_out=channels, elements=channels, in_pixels=pixels,
                          out_pixels=pixels, n_chan=channels, **common)

@@ -335,6 +335,13 @@ def layer_cost(spec: LayerSpec) -> LayerCost:
         return cost
     if spec.kind == "relu":
         return activation_layer(spec)
+    if spec.kind in ("scale", "merge"):
+        cost = activation_layer(spec)
+        cost.note = f"{spec.kind}: LUT/FF/latency by the per-element activation rule (no report of this class)"
+        if spec.kind == "scale" and spec.in_bits > DSP_MIN_DATA_BITS and spec.dsp_weights:
+            cost.dsp = spec.dsp_weights
+            cost.rules["dsp"] = f"analytic: {spec.dsp_weights} constant scales with 3+ CSD digits"
+        return cost
     if spec.kind == "softmax":
         return softmax_layer(spec)
     if spec.kind in ("pool", "zeropad", "resize"):
