@@ -49,12 +49,13 @@ def smape(estimate: int, report: int) -> float:
     return 0.0 if estimate == report == 0 else abs(estimate - report) / ((abs(estimate) + abs(report)) / 2)
 
 
-def test_held_out_designs_meet_the_bram_latency_and_interval_targets(report_rows):
+def test_held_out_designs_meet_the_bram_dsp_latency_and_interval_targets(report_rows):
     rows, fifo_rows = report_rows
     for design in designs(rows, "heldout"):
         check = estimate_design(design, rows, fifo_rows)
         est, rep = check.estimate, check.report
         assert within(est["bram18k"], rep["bram18k"], 0.10, floor=2), (design, est, rep)
+        assert within(est["dsp"], rep["dsp"], 0.15), (design, est, rep)
         assert within(est["lat_max"], rep["lat_max"], 0.10), (design, est, rep)
         assert within(est["ii_max"], rep["ii_max"], 0.10), (design, est, rep)
 
@@ -69,16 +70,16 @@ def test_held_out_ff_and_lut_smape(report_rows):
 
 
 def test_dsp_rule_on_every_layer_whose_weights_are_known(report_rows):
-    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers: exact on three
-    layers, 3% under on the fourth (477 reported, 492 weights)."""
+    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers, on the 8 layers
+    whose weights were transcribed: 4 exact, the others within 3.2% (492 counted, 477 reported)."""
     rows, _ = report_rows
     known = [r for r in rows if r["dsp_weights"]]
-    assert len(known) == 5
+    assert len(known) == 8 and {r["split"] for r in known} == {"calibration", "heldout"}
     for row in known:
         cost = rules.layer_cost(spec_from_row(row))
         assert within(cost.dsp, int(row["dsp"]), 0.035), (row["design"], row["instance"], cost.dsp, row["dsp"])
     exact = [r for r in known if rules.layer_cost(spec_from_row(r)).dsp == int(r["dsp"])]
-    assert len(exact) == 3  # 114 (RF 1), 80 (RF 2: the multiplier limit 160/2), 36 (pruned)
+    assert len(exact) == 4  # 114 (RF 1), 80 (RF 2: the multiplier limit 160/2), 200 and 36 (pruned, held out)
 
 
 def test_calibration_designs_are_reproduced(report_rows):
