@@ -28,7 +28,7 @@ PARTS: dict[str, tuple[int, int, int, int]] = {
     "xcu50": (2688, 5952, 1743360, 871680),
 }
 
-ACTIVATIONS_WITH_RULE = {"relu", "leaky_relu", "linear", "clip", "relu6"}
+ACTIVATIONS_WITH_RULE = {"linear", "clip"}  # and every ReLU variant
 
 
 def part_capacity(part: str) -> tuple[str, tuple[int, int, int, int]] | None:
@@ -145,9 +145,9 @@ def spec_of(layer, io_type: str) -> LayerSpec | str:
         return LayerSpec(kind="conv", n_in=n_in, n_out=n_out, nonzero=nonzero, w_bits=w_bits, acc_bits=acc_bits,
                          dsp_weights=csd, in_pixels=in_px, out_pixels=pixels, n_chan=n_chan, kernel=kernel,
                          partitions=int(attr(layer, "n_partitions", 1)), fused_activation=fused, **common)
-    if cls in ("Activation", "ParametrizedActivation", "Clip"):
+    if cls in ("Activation", "ParametrizedActivation", "OnnxFuseClip"):
         activation = str(attr(layer, "activation", cls)).lower()
-        if activation not in ACTIVATIONS_WITH_RULE and cls != "Clip":
+        if "relu" not in activation and activation not in ACTIVATIONS_WITH_RULE and cls != "OnnxFuseClip":
             return f"activation {activation!r} (a table lookup) has no calibrated rule"
         return LayerSpec(kind="relu", n_in=int(np.prod(shape)), n_out=int(np.prod(shape)), in_pixels=pixels,
                          out_pixels=pixels, n_chan=channels, elements=int(np.prod(shape)) if io_type == "io_parallel"
@@ -171,6 +171,8 @@ def spec_of(layer, io_type: str) -> LayerSpec | str:
         return LayerSpec(kind="pool", in_pixels=in_pixels, out_pixels=pixels, n_chan=channels, **common)
     if cls in ("ZeroPadding1D", "ZeroPadding2D"):
         return LayerSpec(kind="zeropad", in_pixels=in_pixels, out_pixels=pixels, n_chan=channels, **common)
+    if cls == "Clone" and io_type == "io_stream":
+        return LayerSpec(kind="clone", in_pixels=in_pixels, out_pixels=pixels, n_chan=channels, **common)
     if cls == "Resize":
         return LayerSpec(kind="resize", in_pixels=in_pixels, out_pixels=pixels, n_chan=channels, **common)
     return f"no rule for hls4ml layer class {cls}"

@@ -15,7 +15,7 @@ A layer kind without a rule is reported as not covered (its costs are None), nev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hls_backend.fifo_estimate import BRAM18K_DEPTH
 
@@ -346,6 +346,10 @@ def layer_cost(spec: LayerSpec) -> LayerCost:
         return softmax_layer(spec)
     if spec.kind in ("pool", "zeropad", "resize"):
         return window_layer(spec)
+    if spec.kind == "clone":  # hls4ml's stream copy for a fan-out: passes pixels through like a zero-padding
+        cost = window_layer(replace(spec, kind="zeropad"))
+        cost.note = "clone: by the zero-padding stream rule (no report of this class)"
+        return cost
     return not_covered(f"no rule for layer kind {spec.kind!r}")
 
 

@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     hls.add_argument("--precision", default="ap_fixed<16,6>", help="default precision (default: ap_fixed<16,6>)")
     hls.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
     hls.add_argument("--config", type=Path, metavar="YML", help="hls4ml config overrides (Model:/LayerName: ...)")
-    hls.add_argument("--report", action="store_true", help="FIFO/BRAM estimate fused vs unfused -> DIR/report.md")
+    hls.add_argument("--report", action="store_true",
+                     help="whole-design estimate (and io_stream FIFOs) fused vs unfused -> DIR/report.md")
     hls.add_argument(
         "--force", action="store_true",
         help="allow a non-empty DIR that onnx-fuse did not write (its other files are still never touched)",

@@ -188,3 +188,22 @@ def test_cli_estimate_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("onnx-fuse: error:")
     assert main(["estimate", str(MODELS / "digits_mlp.h5"), "--reuse-factor", "0", "-q"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.hls
+def test_report_gives_the_whole_design_estimate_for_io_parallel(tmp_path, capsys):
+    """--report with --hls-out: the same whole-design table, for an io_parallel design (no FIFO chart)."""
+    from onnx_fuse.cli import main
+
+    out = tmp_path / "h"
+    code = main([str(MODELS / "digits_mlp.h5"), str(tmp_path / "m.onnx"), "--hls-out", str(out), "--report",
+                 "--io-type", "io_parallel", "--samples", "4", "--json", "-q"])
+    assert code == 0
+    hls = json.loads(capsys.readouterr().out)["hls"]
+    assert hls["bit_exact"] is True
+    estimate = hls["report"]["estimate"]
+    assert len(estimate["fused"]["layers"]) < len(estimate["unfused"]["layers"])
+    text = (out / "report.md").read_text()
+    assert "Whole design" in text and "| BRAM_18K |" in text and "| latency max (cycles) |" in text
+    assert not (out / "report.png").exists()
