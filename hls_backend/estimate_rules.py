@@ -283,9 +283,9 @@ def activation_layer(spec: LayerSpec) -> LayerCost:
 def write_back_activation(spec: LayerSpec) -> tuple[int, str]:
     """LUT of the activation a fused producer applies in its write-back: the activation's per-element logic
     without a stage of its own (no FIFO, no process control, no registers)."""
-    if spec.io_type == "io_parallel":
-        elements = spec.n_out * max(spec.out_pixels, 1)
-        act = LayerSpec("", "relu", spec.io_type, spec.strategy, elements=elements, in_bits=spec.acc_bits)
+    if spec.io_type == "io_parallel":  # per output of one call: the pixels one pipeline iteration computes
+        pixels = max(spec.out_pixels // max(spec.partitions, 1), 1) if spec.kind == "conv" else 1
+        act = LayerSpec("", "relu", spec.io_type, spec.strategy, elements=spec.n_out * pixels, in_bits=spec.acc_bits)
         return linear("activation_parallel", "lut", features_activation_parallel(act)), "fitted (activation rule)"
     coeffs = FITTED[("activation_stream", "lut")]
     return round(coeffs[0] * spec.n_out * spec.out_bits), "fitted (activation rule, per channel bit only)"
