@@ -9,7 +9,6 @@ types), plus tiny2 with the 2021 project's own config (models/tiny2_hls4ml.yml, 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from onnx_fuse.cli import main as cli_main
@@ -47,7 +46,6 @@ def main() -> None:
         argv = ["estimate", str(MODELS / name), "--io-type", args.io_type, "--json", "-q"]
         if "--strategy" not in extra:
             argv += ["--strategy", args.strategy]
-        start = time.perf_counter()
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             code = cli_main(argv + extra)
@@ -60,7 +58,6 @@ def main() -> None:
         missing = sorted({n.split(" ")[0] for n in u["not_covered"]})
         print(f"| {title} | {result['pairs_fused']} | " + " | ".join(cells) + f" | {', '.join(missing) or '-'} |",
               flush=True)
-        del start
 
 
 if __name__ == "__main__":

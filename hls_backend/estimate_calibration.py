@@ -63,7 +63,7 @@ def nnls(features: list[tuple[float, ...]], targets: list[float]) -> tuple[float
 def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
     """(FITTED, FITTED_SCALARS) from calibration rows only."""
     cal = [r for r in rows if r["split"] == "calibration"]
-    if any(r["split"] != "calibration" for r in cal) or not cal:
+    if not cal:
         raise ValueError("fit needs calibration rows")
     layers = [(spec_from_row(r), measured(r), r) for r in cal if r["kind"] not in SUMMARY_KINDS]
     scalars = {}

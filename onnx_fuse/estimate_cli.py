@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -143,8 +144,6 @@ def run(argv: list[str]) -> int:
     if args.clock_period <= 0:
         print("onnx-fuse: error: --clock-period must be positive", file=sys.stderr)
         return 2
-    import logging
-
     log = logging.getLogger("onnx_fuse").info
     try:
         with native_noise_dropped(handler, args.verbose):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import MODELS, REPO
 from hls_backend import estimate_rules as rules
-from hls_backend.estimate_calibration import RESOURCES, estimate_design, fit, measured, read_rows, spec_from_row
+from hls_backend.estimate_calibration import estimate_design, fit, read_rows, spec_from_row
 
 DATA = REPO / "tests" / "data"
 
