@@ -67,7 +67,8 @@ class DesignEstimate:
         return [f"{e.name} ({e.cost.note})" for e in self.layers if not e.cost.covered]
 
     def as_dict(self) -> dict:
-        return {"total": {**self.total, "not_covered": self.not_covered}, "fifos": {"count": self.fifo_count, **self.fifo},
+        return {"total": {**self.total, "not_covered": self.not_covered},
+                "fifos": {"count": self.fifo_count, **self.fifo},
                 "layers": [e.as_dict() for e in self.layers]}
 
 
@@ -224,6 +225,10 @@ def fmt(value) -> str:
     return "n/a" if value is None else str(value)
 
 
+def span(low: int | None, high: int | None) -> str:
+    return "n/a" if low is None else (str(low) if low == high else f"{low}-{high}")
+
+
 def layer_table(unfused: DesignEstimate, fused: DesignEstimate) -> str:
     """Markdown: per layer of each design, then the totals side by side."""
     lines = []
@@ -233,9 +238,9 @@ def layer_table(unfused: DesignEstimate, fused: DesignEstimate) -> str:
                   "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for e in design.layers:
             c = e.cost
-            note = c.note or ("+ " + e.spec.fused_activation + " write-back" if e.spec and e.spec.fused_activation else "")
-            lat = "n/a" if c.lat_min is None else (f"{c.lat_min}" if c.lat_min == c.lat_max else f"{c.lat_min}-{c.lat_max}")
-            ii = "n/a" if c.ii_min is None else (f"{c.ii_min}" if c.ii_min == c.ii_max else f"{c.ii_min}-{c.ii_max}")
+            fused = e.spec.fused_activation if e.spec else None
+            note = c.note or (f"+ {fused} write-back" if fused else "")
+            lat, ii = span(c.lat_min, c.lat_max), span(c.ii_min, c.ii_max)
             lines.append(f"| {e.name} | {e.layer_class} | {fmt(c.bram18k)} | {fmt(c.dsp)} | {fmt(c.ff)} | {fmt(c.lut)} "
                          f"| {lat} | {ii} | {note} |")
         if design.io_type == "io_stream":

@@ -164,7 +164,8 @@ def features_mult_latency_lut(spec: LayerSpec, dsp_products: int) -> tuple[float
 
 
 def features_mult_latency_ff(spec: LayerSpec, pipeline_stages: int) -> tuple[float, ...]:
-    return (pipeline_stages * spec.nonzero * spec.acc_bits / max(spec.reuse, 1), pipeline_stages * spec.n_out * spec.acc_bits)
+    return (pipeline_stages * spec.nonzero * spec.acc_bits / max(spec.reuse, 1),
+            pipeline_stages * spec.n_out * spec.acc_bits)
 
 
 def features_mult_resource(spec: LayerSpec) -> tuple[float, ...]:
