@@ -119,8 +119,6 @@ def foreign_entry(out_dir: Path, ours: set[str]) -> Path | None:
 
 def check_hls_out(options: HlsOptions, input_path: Path, output_path: Path) -> None:
     """Everything about DIR (and the config) that can be checked before the heavy work."""
-    if options.report and options.io_type != "io_stream":
-        raise InputError("--report needs --io-type io_stream (io_parallel designs have no inter-layer FIFOs)")
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--hls-out is a file, not a directory: {out_dir}")
@@ -347,10 +345,20 @@ def fused_in_write_back(project: Path) -> int:
 
 def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict, staging: Path) -> dict:
     from hls_backend import convert_from_fused_onnx
-    from hls_backend.resource_report import bar_chart, comparison_table, design_report, variants_table
+    from hls_backend.estimate import estimate_graph, layer_table, totals_table
 
     with hls4ml_prints_to_debug_log():
         graphs = {fuse: convert_from_fused_onnx(fused, output_dir=dirs[fuse], fuse=fuse, **common) for fuse in dirs}
+    estimates = {fuse: estimate_graph(graphs[fuse]) for fuse in graphs}
+    whole = totals_table(estimates[False], estimates[True])
+    design = (f"Whole design (estimate from the converted designs, hls_backend/estimate.py; not synthesis):\n\n"
+              f"{layer_table(estimates[False], estimates[True])}\n")
+    result = {"estimate": {"unfused": estimates[False].as_dict(), "fused": estimates[True].as_dict()}}
+    if options.io_type != "io_stream":  # no inter-layer FIFOs: the whole-design estimate only
+        (staging / "report.md").write_text(f"# onnx-fuse resource estimate ({options.backend}, io_parallel)\n\n{design}")
+        return {**result, "table": whole}
+    from hls_backend.resource_report import bar_chart, comparison_table, design_report, variants_table
+
     tool = "vitis" if options.backend.lower() == "vitis" else "vivado"
     reports = {fuse: design_report(graphs[fuse], tool) for fuse in graphs}
     table = comparison_table(reports[False], reports[True])
@@ -359,7 +367,7 @@ def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs
     (staging / "report.md").write_text(
         f"# onnx-fuse resource estimate ({options.backend}, io_stream)\n\n"
         f"Calibrated FIFO model (hls_backend/fifo_estimate.py); {tool} HLS, csynth estimate:\n\n{table}\n\n"
-        f"FIFO BRAM_18K by tool and storage rule:\n\n{variants}\n\n![FIFO BRAM per layer](report.png)\n"
+        f"FIFO BRAM_18K by tool and storage rule:\n\n{variants}\n\n![FIFO BRAM per layer](report.png)\n\n{design}"
     )
-    return {"unfused": reports[False].as_dict(), "fused": reports[True].as_dict(), "table": table,
-            "variants": variants}
+    return {"unfused": reports[False].as_dict(), "fused": reports[True].as_dict(), "table": f"{table}\n\n{whole}",
+            "variants": variants, **result}

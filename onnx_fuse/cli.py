@@ -1,4 +1,5 @@
-"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`)."""
+"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`); `onnx-fuse estimate MODEL`
+is the estimate subcommand (onnx_fuse/estimate_cli.py)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     hls.add_argument("--precision", default="ap_fixed<16,6>", help="default precision (default: ap_fixed<16,6>)")
     hls.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
     hls.add_argument("--config", type=Path, metavar="YML", help="hls4ml config overrides (Model:/LayerName: ...)")
-    hls.add_argument("--report", action="store_true", help="FIFO/BRAM estimate fused vs unfused -> DIR/report.md")
+    hls.add_argument("--report", action="store_true",
+                     help="whole-design estimate (and io_stream FIFOs) fused vs unfused -> DIR/report.md")
     hls.add_argument(
         "--force", action="store_true",
         help="allow a non-empty DIR that onnx-fuse did not write (its other files are still never touched)",
@@ -278,6 +280,11 @@ def check_counts(args: argparse.Namespace) -> str | None:
 
 
 def run_cli(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["estimate"]:  # the subcommand (a model file named `estimate` is given as ./estimate)
+        from onnx_fuse.estimate_cli import run
+
+        return run(argv[1:])
     args = parser().parse_args(argv)
     quiet_libraries()
     handler = setup_logging(args.verbose, args.quiet or args.json)

@@ -47,6 +47,7 @@ def test_hls_stage_is_bit_exact_reports_the_saving_and_replaces_an_earlier_outpu
     text = (hls_dir / "report.md").read_text()
     assert "removed (fused with Relu_0)" in text
     assert "| vitis | SRL up to 1024 bits (rtl) |" in text
+    assert "Whole design" in text and hls["report"]["estimate"]["fused"]["total"]["bram18k"] < unfused["fifo_bram18k"] * 2
     assert (hls_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "d.onnx").exists()
     entries = ["fused", "report.md", "report.png", "unfused"]

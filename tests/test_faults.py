@@ -502,13 +502,6 @@ def test_a_users_file_named_like_an_output_entry_is_never_replaced_even_with_for
     cli.assert_clean(user_dir)
 
 
-def test_report_with_io_parallel_is_refused_before_the_hls_stage(cli, tmp_path):
-    run = cli.run(conv_relu(tmp_path), "out.onnx", "-q", "--hls-out", "h", "--report", "--io-type", "io_parallel")
-    assert_one_error(run, 2, "--report needs --io-type io_stream")
-    assert not (tmp_path / "h").exists()
-    cli.assert_clean()
-
-
 def test_config_that_is_a_fifo_is_refused_up_front(cli, tmp_path):
     config = tmp_path / "cfg.yml"
     os.mkfifo(config)

@@ -1,0 +1,125 @@
+"""Accuracy of `onnx-fuse estimate` on the committed csynth reports, per resource, held-out designs first; then
+rule4ml 0.2.0 (if installed: `pip install rule4ml==0.2.0`) on the same io_parallel designs.
+
+    python bench/bench_estimate.py [--no-rule4ml]
+
+Targets (issue 20): BRAM_18K within max(2, 10%) and DSP within 15% on >= 80% of designs, FF and LUT sMAPE <= 25%,
+latency and interval within 10% on >= 80%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hls_backend.estimate_calibration import estimate_design, read_rows
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+KEYS = ("bram18k", "dsp", "ff", "lut", "lat_max", "ii_max")
+LABEL = {"bram18k": "BRAM_18K", "dsp": "DSP", "ff": "FF", "lut": "LUT", "lat_max": "latency max",
+         "ii_max": "interval max"}
+TARGET = {"bram18k": "max(2, 10%) on 80%", "dsp": "15% on 80%", "ff": "sMAPE <= 25%", "lut": "sMAPE <= 25%"}
+# the MLP of the hls4ml tutorial designs (hp_*): 16 -> 64 -> 32 -> 32 -> 5, ReLU, softmax; reuse factor and
+# precision as in the reports (hp_model3 is QKeras 6-bit: rule4ml is given ap_fixed<8,3>, its nearest default)
+TUTORIAL = {"hp_model1": (1, "ap_fixed<16, 6>"), "hp_model1_rf2": (2, "ap_fixed<16, 6>"),
+            "hp_model2": (1, "ap_fixed<16, 6>"), "hp_model3": (1, "ap_fixed<8, 3>")}
+
+
+def smape(a: float, b: float) -> float:
+    return 0.0 if a == b == 0 else abs(a - b) / ((abs(a) + abs(b)) / 2)
+
+
+def ok(key: str, est: float, rep: float) -> bool:
+    if key == "bram18k":
+        return abs(est - rep) <= max(2, 0.10 * rep)
+    if key == "dsp":
+        return abs(est - rep) <= 0.15 * rep
+    return abs(est - rep) <= 0.10 * rep
+
+
+def cell(key: str, est: float, rep: float) -> str:
+    rel = f"{100 * (est - rep) / rep:+.0f}%" if rep else ("0" if est == rep else "n/a")
+    return f"{est:.0f} / {rep} ({rel})"
+
+
+def rule4ml_predictions(designs: list[str]) -> dict[str, dict[str, float]] | str:
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras
+        from rule4ml.models.wrappers import MultiModelWrapper
+    except ImportError as exc:
+        return f"rule4ml not installed ({exc})"
+    estimator = MultiModelWrapper()
+    estimator.load_default_models()  # rule4ml's own packaged GNN weights (torch.load of its package files)
+    out = {}
+    for design in designs:
+        reuse, precision = TUTORIAL[design]
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(32, activation="relu"), keras.layers.Dense(32, activation="relu"),
+                                  keras.layers.Dense(5, activation="softmax")])
+        config = {"board": "alveo-u250", "model": {"strategy": "Latency", "precision": precision,
+                                                    "reuse_factor": reuse}}
+        frame = estimator.predict([model], hls_configs=[config], hls4ml_versions="0.8.1", vivado_versions="2019.2")
+        row = frame.iloc[0]
+        named = {str(k).lower(): row[k] for k in frame.columns}
+        out[design] = {"bram18k": named.get("bram"), "dsp": named.get("dsp"), "ff": named.get("ff"),
+                       "lut": named.get("lut"), "lat_max": named.get("cycles"), "ii_max": named.get("interval")}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-rule4ml", action="store_true")
+    args = parser.parse_args()
+    rows, fifo_rows = read_rows(DATA / "csynth_instances.tsv"), read_rows(DATA / "csynth_fifo_rows.tsv")
+    split = {r["design"]: r["split"] for r in rows}
+    names = sorted(split, key=lambda d: (split[d] != "heldout", d))
+    checks = {d: estimate_design(d, rows, fifo_rows) for d in names}
+    print("| design | split | io | " + " | ".join(LABEL[k] + " est / report" for k in KEYS) + " |")
+    print("|---|---|---|" + "---:|" * len(KEYS))
+    for d, c in checks.items():
+        cells = " | ".join(cell(k, c.estimate[k], c.report[k]) for k in KEYS)
+        print(f"| {d} | {c.split} | {c.io_type} | {cells} |")
+    print()
+    print("| resource | target | held-out | calibration | all |")
+    print("|---|---|---|---|---|")
+    for k in KEYS:
+        parts = []
+        for split in ("heldout", "calibration", None):
+            group = [c for c in checks.values() if split is None or c.split == split]
+            if k in ("ff", "lut"):
+                parts.append(f"sMAPE {100 * sum(smape(c.estimate[k], c.report[k]) for c in group) / len(group):.0f}%")
+            else:
+                parts.append(f"{sum(ok(k, c.estimate[k], c.report[k]) for c in group)}/{len(group)} within")
+        print(f"| {LABEL[k]} | {TARGET.get(k, '10% on 80%')} | " + " | ".join(parts) + " |")
+    if args.no_rule4ml:
+        return
+    print()
+    parallel = [d for d in names if d in TUTORIAL]
+    predicted = rule4ml_predictions(parallel)
+    if isinstance(predicted, str):
+        print(f"rule4ml: {predicted}")
+        return
+    print("rule4ml 0.2.0 (GNN, board alveo-u250, hls4ml 0.8.1, Vivado 2019.2) on the same io_parallel designs:")
+    print()
+    print("| design | split | " + " | ".join(f"{LABEL[k]}: ours / rule4ml / report" for k in KEYS) + " |")
+    print("|---|---|" + "---|" * len(KEYS))
+    for d in parallel:
+        c, p = checks[d], predicted[d]
+        theirs = {k: "n/a" if p[k] is None else f"{float(p[k]):.0f}" for k in KEYS}
+        cells = " | ".join(f"{c.estimate[k]} / {theirs[k]} / {c.report[k]}" for k in KEYS)
+        print(f"| {d} | {c.split} | {cells} |")
+    print()
+    print("| resource | ours sMAPE | rule4ml sMAPE |")
+    print("|---|---:|---:|")
+    for k in KEYS:
+        pairs = [(checks[d].estimate[k], predicted[d][k], checks[d].report[k]) for d in parallel]
+        ours = sum(smape(e, r) for e, _, r in pairs) / len(pairs)
+        theirs = [smape(float(p), r) for _, p, r in pairs if p is not None]
+        their = f"{100 * sum(theirs) / len(theirs):.0f}%" if theirs else "n/a"
+        print(f"| {LABEL[k]} | {100 * ours:.0f}% | {their} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The real csynth reports behind estimate_rules.FITTED: reading tests/data/csynth_instances.tsv, fitting the
+coefficients on its calibration split, and estimating its designs for the accuracy table.
+
+The fit uses only rows whose `split` is `calibration`; the held-out designs were chosen before any fitting and are
+never passed to `fit`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hls_backend import estimate_rules as rules
+from hls_backend.estimate_rules import LayerSpec
+from hls_backend.fifo_estimate import fifo_cost
+
+RESOURCES = ("bram18k", "dsp", "ff", "lut")
+SUMMARY_KINDS = ("total", "fifos")  # the report's Total line and its FIFO summary line
+TIMING = ("lat_min", "lat_max", "ii_min", "ii_max")
+# report key of each io_stream design's FIFO rows in csynth_fifo_rows.tsv
+FIFO_REPORTS = {
+    "chiruichen_autoencoder": "ChiRuiChen_AutoEncoder_hls4mlmyproject_prj_solution1_syn_report_myproject",
+    "seed_tiny2_merged": "seed-tiny2-manually-merged",
+}
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def number(value: str, default: int | None = 0) -> int | None:
+    return int(value) if value != "" else default
+
+
+def spec_from_row(row: dict) -> LayerSpec:
+    kind = row["kind"]
+    n_in, n_out = number(row["n_in"]), number(row["n_out"])
+    return LayerSpec(
+        name=row["instance"], kind=kind, io_type=row["io_type"], strategy=row["strategy"].lower(),
+        n_in=n_in, n_out=n_out, nonzero=number(row["nonzero"]), reuse=number(row["reuse"], 1),
+        in_bits=number(row["in_bits"], 16), w_bits=number(row["w_bits"], 16), acc_bits=number(row["acc_bits"], 16),
+        out_bits=number(row["out_bits"], 16), in_pixels=number(row["in_pixels"], 1),
+        out_pixels=number(row["out_pixels"], 1), n_chan=number(row["n_chan"], 1), kernel=number(row["kernel"], 1),
+        dsp_weights=number(row["dsp_weights"], None), elements=n_in if kind in ("relu", "softmax") else 0,
+    )
+
+
+def measured(row: dict) -> dict[str, int]:
+    return {k: int(row[k]) for k in RESOURCES + TIMING}
+
+
+def nnls(features: list[tuple[float, ...]], targets: list[float]) -> tuple[float, ...]:
+    from scipy.optimize import nnls as solve
+
+    coeffs, _ = solve(np.array(features, dtype=float), np.array(targets, dtype=float))
+    return tuple(round(float(c), 4) for c in coeffs)
+
+
+def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
+    """(FITTED, FITTED_SCALARS) from calibration rows only."""
+    cal = [r for r in rows if r["split"] == "calibration"]
+    if not cal:
+        raise ValueError("fit needs calibration rows")
+    layers = [(spec_from_row(r), measured(r), r) for r in cal if r["kind"] not in SUMMARY_KINDS]
+    scalars = {}
+    unknown = [(s, m) for s, m, _ in layers if s.kind in ("dense", "conv") and s.strategy == "latency"
+               and s.dsp_weights is None and s.in_bits > rules.DSP_MIN_DATA_BITS]
+    scalars["dsp_weight_fraction"] = round(sum(m["dsp"] for _, m in unknown) / sum(s.nonzero for s, _ in unknown), 4)
+    stream_convs = [(s, m) for s, m, _ in layers if s.kind == "conv" and s.io_type == "io_stream"
+                    and s.strategy == "resource"]
+    scalars["stream_conv_extra_cycles"] = round(
+        float(np.mean([m["lat_max"] / s.in_pixels - s.reuse for s, m in stream_convs])), 4)
+    scalars["stream_conv_min_cycles"] = round(float(np.mean([m["lat_min"] / s.in_pixels for s, m in stream_convs])), 4)
+    softmax = [m["lat_max"] for s, m, _ in layers if s.kind == "softmax"]
+    scalars["softmax_cycles"] = round(float(np.mean(softmax)), 4)
+    tops = []
+    for design in sorted({r["design"] for r in cal if r["io_type"] == "io_parallel"}):
+        total = next(r for r in cal if r["design"] == design and r["kind"] == "total")
+        inner = sum(int(r["lat_max"]) for r in cal if r["design"] == design and r["kind"] not in SUMMARY_KINDS)
+        tops.append(int(total["lat_max"]) - inner)
+    scalars["parallel_top_cycles"] = round(float(np.mean(tops)), 4)
+    fifo_lut = [(int(r["lut"]), sum(1 for f in fifo_rows if f["report"] == FIFO_REPORTS[r["design"]]))
+                for r in cal if r["kind"] == "fifos"]
+    scalars["fifo_lut_each"] = round(sum(lut for lut, _ in fifo_lut) / sum(n for _, n in fifo_lut), 4)
+
+
+    groups: dict[tuple[str, str], tuple[list, list]] = {key: ([], []) for key in rules.FITTED}
+
+    def add(key, feats, target):
+        groups[key][0].append(feats)
+        groups[key][1].append(target)
+
+    for spec, m, row in layers:
+        if spec.kind in ("dense", "conv"):
+            if spec.strategy == "latency":
+                dsp_products = min(m["dsp"], rules.multiplier_limit(spec))
+                add(("mult_latency", "lut"), rules.features_mult_latency_lut(spec, dsp_products), m["lut"])
+                add(("mult_latency", "ff"), rules.features_mult_latency_ff(spec, m["lat_max"]), m["ff"])
+            else:
+                add(("mult_resource", "lut"), rules.features_mult_resource(spec), m["lut"])
+                add(("mult_resource", "ff"), rules.features_mult_resource(spec), m["ff"])
+        elif spec.kind == "relu":
+            if spec.io_type == "io_parallel":
+                add(("activation_parallel", "lut"), rules.features_activation_parallel(spec), m["lut"])
+            else:
+                add(("activation_stream", "lut"), rules.features_stream_channels(spec), m["lut"])
+                add(("activation_stream", "ff"), rules.features_stream_channels(spec), m["ff"])
+        elif spec.kind in ("pool", "zeropad", "resize"):
+            add((f"{spec.kind}_stream", "lut"), rules.features_stream_channels(spec), m["lut"])
+            add((f"{spec.kind}_stream", "ff"), rules.features_stream_channels(spec), m["ff"])
+        elif spec.kind == "softmax":
+            add(("softmax", "lut"), rules.features_softmax(spec), m["lut"])
+            add(("softmax", "ff"), rules.features_softmax(spec), m["ff"])
+    for design in sorted({r["design"] for r in cal if r["io_type"] == "io_parallel"}):
+        inner = [r for r in cal if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
+        total = next(r for r in cal if r["design"] == design and r["kind"] == "total")
+        add(("top_parallel", "ff"), rules.top_parallel_features([spec_from_row(r) for r in inner]),
+            int(total["ff"]) - sum(int(r["ff"]) for r in inner))
+    fitted = {key: nnls(*groups[key]) for key in rules.FITTED}
+    return fitted, scalars
+
+
+@dataclass
+class DesignCheck:
+    design: str
+    split: str
+    io_type: str
+    estimate: dict[str, int]
+    report: dict[str, int]
+
+
+def estimate_design(design: str, rows: list[dict], fifo_rows: list[dict]) -> DesignCheck:
+    """The estimate of one reported design from its layer rows (and its report's FIFO shapes)."""
+    inner = [r for r in rows if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
+    total_row = next(r for r in rows if r["design"] == design and r["kind"] == "total")
+    specs = [spec_from_row(r) for r in inner]
+    costs = [rules.layer_cost(s) for s in specs]
+    io_type = inner[0]["io_type"]
+    fifo = {}
+    if io_type == "io_stream":
+        fifos = [fifo_cost(int(f["depth"]), int(f["bits"])) for f in fifo_rows if f["report"] == FIFO_REPORTS[design]]
+        fifo = {"bram18k": sum(f.bram18k for f in fifos), "ff": sum(f.ff for f in fifos),
+                "lut": round(len(fifos) * rules.FITTED_SCALARS["fifo_lut_each"])}
+    total = rules.design_totals(specs, costs, io_type, fifo)
+    est = {k: total[k] for k in RESOURCES}
+    est.update(lat_min=total["latency_min"], lat_max=total["latency_max"], ii_min=total["interval_min"],
+               ii_max=total["interval_max"])
+    return DesignCheck(design, total_row["split"], io_type, est, measured(total_row))

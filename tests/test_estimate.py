@@ -1,0 +1,209 @@
+"""The whole-design estimate against real csynth reports (tests/data/csynth_instances.tsv), and on real hls4ml
+conversions of the project's models (no compile)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import MODELS, REPO
+from hls_backend import estimate_rules as rules
+from hls_backend.estimate_calibration import estimate_design, fit, read_rows, spec_from_row
+
+DATA = REPO / "tests" / "data"
+
+
+@pytest.fixture(scope="module")
+def report_rows():
+    return read_rows(DATA / "csynth_instances.tsv"), read_rows(DATA / "csynth_fifo_rows.tsv")
+
+
+def designs(rows, split):
+    return sorted({r["design"] for r in rows if r["split"] == split})
+
+
+def test_split_holds_out_a_quarter_of_the_design_groups(report_rows):
+    rows, _ = report_rows
+    # hp_model1 and hp_model1_rf2 are one network at two reuse factors: one group
+    groups = {r["design"].replace("_rf2", ""): r["split"] for r in rows}
+    held = [g for g, split in groups.items() if split == "heldout"]
+    assert len(held) / len(groups) >= 0.25
+
+
+def test_fit_on_the_calibration_split_reproduces_the_committed_coefficients(report_rows):
+    rows, fifo_rows = report_rows
+    fitted, scalars = fit(rows, fifo_rows)
+    assert fitted == rules.FITTED
+    assert scalars == rules.FITTED_SCALARS
+    # and it never looks at the held-out designs: changing them changes nothing
+    poisoned = [dict(r, lut="1", ff="1", dsp="1", lat_max="1") if r["split"] == "heldout" else r for r in rows]
+    assert fit(poisoned, fifo_rows) == (fitted, scalars)
+
+
+def within(estimate: int, report: int, rel: float, floor: int = 0) -> bool:
+    return abs(estimate - report) <= max(floor, rel * report)
+
+
+def smape(estimate: int, report: int) -> float:
+    return 0.0 if estimate == report == 0 else abs(estimate - report) / ((abs(estimate) + abs(report)) / 2)
+
+
+def test_held_out_designs_meet_the_bram_dsp_latency_and_interval_targets(report_rows):
+    rows, fifo_rows = report_rows
+    for design in designs(rows, "heldout"):
+        check = estimate_design(design, rows, fifo_rows)
+        est, rep = check.estimate, check.report
+        assert within(est["bram18k"], rep["bram18k"], 0.10, floor=2), (design, est, rep)
+        assert within(est["dsp"], rep["dsp"], 0.15), (design, est, rep)
+        assert within(est["lat_max"], rep["lat_max"], 0.10), (design, est, rep)
+        assert within(est["ii_max"], rep["ii_max"], 0.10), (design, est, rep)
+
+
+def test_held_out_ff_and_lut_smape(report_rows):
+    """Measured: FF sMAPE 13%, LUT 24% over the two held-out designs (docs/estimate.md); the target is 25%."""
+    rows, fifo_rows = report_rows
+    checks = [estimate_design(d, rows, fifo_rows) for d in designs(rows, "heldout")]
+    for resource in ("ff", "lut"):
+        mean = sum(smape(c.estimate[resource], c.report[resource]) for c in checks) / len(checks)
+        assert mean <= 0.25, (resource, mean)
+
+
+def test_dsp_rule_on_every_layer_whose_weights_are_known(report_rows):
+    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers, on the 8 layers
+    whose weights were transcribed: 4 exact, the others within 3.2% (492 counted, 477 reported)."""
+    rows, _ = report_rows
+    known = [r for r in rows if r["dsp_weights"]]
+    assert len(known) == 8 and {r["split"] for r in known} == {"calibration", "heldout"}
+    for row in known:
+        cost = rules.layer_cost(spec_from_row(row))
+        assert within(cost.dsp, int(row["dsp"]), 0.035), (row["design"], row["instance"], cost.dsp, row["dsp"])
+    exact = [r for r in known if rules.layer_cost(spec_from_row(r)).dsp == int(r["dsp"])]
+    assert len(exact) == 4  # 114 (RF 1), 80 (RF 2: the multiplier limit 160/2), 200 and 36 (pruned, held out)
+
+
+def test_calibration_designs_are_reproduced(report_rows):
+    rows, fifo_rows = report_rows
+    for design in designs(rows, "calibration"):
+        check = estimate_design(design, rows, fifo_rows)
+        assert within(check.estimate["bram18k"], check.report["bram18k"], 0.10, floor=2), design
+        assert within(check.estimate["lut"], check.report["lut"], 0.10), design
+        assert within(check.estimate["ff"], check.report["ff"], 0.10), design
+
+
+def test_csd_digits_and_storage_rules():
+    assert [rules.csd_digits(n) for n in (0, 1, 2, 3, 7, 11, 21, -21, 0b10101010)] == [0, 1, 1, 2, 2, 3, 3, 3, 4]
+    assert rules.rom_bram18k(96, 8) == 0  # 768 bits: LUTs
+    assert rules.rom_bram18k(2048, 8) == 1  # 2048 x 9 mode
+    assert rules.rom_bram18k(16384, 8) == 8  # 16K x 1 mode, one block per bit
+    assert rules.rom_bram18k(72, 4 * 32) == 4  # 512 x 36 mode (the autoencoder's RF-72 convs: 4 reported)
+    assert rules.dsp_per_product(8, 8) == 0 and rules.dsp_per_product(16, 16) == 1
+    assert rules.dsp_per_product(32, 32) == 4
+
+
+def test_a_layer_without_a_rule_is_reported_not_zero():
+    cost = rules.layer_cost(rules.LayerSpec("x", "gru", "io_parallel", "latency"))
+    assert not cost.covered and cost.lut is None and cost.bram18k is None and "not covered" in cost.note
+    unrolled = rules.layer_cost(rules.LayerSpec("d", "dense", "io_parallel", "resource_unrolled", n_in=4, n_out=4))
+    assert not unrolled.covered
+
+
+@pytest.fixture(scope="module")
+def digits_graphs(tmp_path_factory):
+    import onnx
+
+    from hls_backend import convert_from_fused_onnx
+    from hls_backend.hls_stage import HlsOptions, hls_config
+    from onnx_fuse.cli import main
+
+    tmp = tmp_path_factory.mktemp("estimate")
+    fused_file = tmp / "digits.onnx"
+    assert main([str(MODELS / "digits_cnn.h5"), str(fused_file), "--no-verify", "-q"]) == 0
+    model = onnx.load(fused_file)
+    graphs = {}
+    for io_type in ("io_stream", "io_parallel"):
+        for strategy in ("Latency", "Resource"):
+            config = hls_config(model, HlsOptions(tmp, io_type=io_type, strategy=strategy))
+            for fuse in (False, True):
+                graphs[io_type, strategy, fuse] = convert_from_fused_onnx(
+                    model, output_dir=tmp / "prj", io_type=io_type, hls_config=config, fuse=fuse)
+    return graphs
+
+
+@pytest.mark.parametrize("io_type", ["io_stream", "io_parallel"])
+@pytest.mark.parametrize("strategy", ["Latency", "Resource"])
+def test_fused_design_drops_the_relu_layers_and_their_fifos(digits_graphs, io_type, strategy):
+    from hls_backend.estimate import estimate_graph
+    from hls_backend.resource_report import design_report
+
+    unfused, fused = (estimate_graph(digits_graphs[io_type, strategy, f]) for f in (False, True))
+    relus = [e.name for e in unfused.layers if e.layer_class == "Activation"]
+    assert len(relus) == 2 and not any(e.name in relus for e in fused.layers)
+    written_back = [e for e in fused.layers if e.spec is not None and e.spec.fused_activation == "Relu"]
+    assert len(written_back) == 2
+    convs = {e.name: e for e in unfused.layers if e.layer_class == "Conv2D"}
+    for e in written_back:  # same multipliers and weight storage; the ReLU's logic rides on the conv
+        assert (e.cost.dsp, e.cost.bram18k) == (convs[e.name].cost.dsp, convs[e.name].cost.bram18k)
+    if io_type == "io_stream":
+        fifo_saving = (design_report(digits_graphs[io_type, strategy, False]).bram18k
+                       - design_report(digits_graphs[io_type, strategy, True]).bram18k)
+        assert unfused.fifo["bram18k"] - fused.fifo["bram18k"] == fifo_saving > 0
+        assert fused.total["bram18k"] == unfused.total["bram18k"] - fifo_saving
+        assert fused.total["ff"] < unfused.total["ff"] and fused.total["lut"] < unfused.total["lut"]
+    else:  # io_parallel pooling has no rule: named, left out of the totals, never a silent 0
+        assert unfused.not_covered == fused.not_covered != []
+        assert all("MaxPool_0" in n for n in unfused.not_covered)
+
+
+def test_latency_follows_the_reuse_factor(digits_graphs):
+    from hls_backend.estimate import estimate_graph
+
+    design = estimate_graph(digits_graphs["io_stream", "Resource", True])
+    conv = next(e for e in design.layers if e.name == "Conv2D_Conv_1")
+    # Resource stream conv: input pixels x (reuse + fitted extra cycles)
+    extra = round(rules.FITTED_SCALARS["stream_conv_extra_cycles"])
+    assert conv.cost.lat_max == conv.spec.in_pixels * (conv.spec.reuse + extra)
+    assert design.total["interval_max"] == max(e.cost.ii_max for e in design.layers if e.cost.covered) + 1
+
+
+def test_cli_estimate_json(tmp_path, capsys):
+    from onnx_fuse.cli import main
+
+    code = main(["estimate", str(MODELS / "digits_mlp.h5"), "--io-type", "io_parallel", "--part", "xcu250",
+                 "--json", "-q"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for name in ("unfused", "fused"):
+        assert set(out[name]["total"]) >= {"bram18k", "dsp", "ff", "lut", "latency_max", "interval_max"}
+        assert out[name]["layers"]
+    assert out["part"]["capacity"]["dsp"] == 12288 and out["part"]["fits"]["fused"]["bram18k"] is True
+    assert out["pairs_fused"] >= 1
+    assert len(out["fused"]["layers"]) == len(out["unfused"]["layers"]) - out["pairs_fused"]
+
+
+def test_cli_estimate_bad_input_is_one_line(tmp_path, capsys):
+    from onnx_fuse.cli import main
+
+    assert main(["estimate", str(tmp_path / "missing.onnx"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("onnx-fuse: error:")
+    assert main(["estimate", str(MODELS / "digits_mlp.h5"), "--reuse-factor", "0", "-q"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.hls
+def test_report_gives_the_whole_design_estimate_for_io_parallel(tmp_path, capsys):
+    """--report with --hls-out: the same whole-design table, for an io_parallel design (no FIFO chart)."""
+    from onnx_fuse.cli import main
+
+    out = tmp_path / "h"
+    code = main([str(MODELS / "digits_mlp.h5"), str(tmp_path / "m.onnx"), "--hls-out", str(out), "--report",
+                 "--io-type", "io_parallel", "--samples", "4", "--json", "-q"])
+    assert code == 0
+    hls = json.loads(capsys.readouterr().out)["hls"]
+    assert hls["bit_exact"] is True
+    estimate = hls["report"]["estimate"]
+    assert len(estimate["fused"]["layers"]) < len(estimate["unfused"]["layers"])
+    text = (out / "report.md").read_text()
+    assert "Whole design" in text and "| BRAM_18K |" in text and "| latency max (cycles) |" in text
+    assert not (out / "report.png").exists()
