@@ -1,4 +1,5 @@
-"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`)."""
+"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`), and
+`onnx-fuse sweep MODEL --out DIR ...` (onnx_fuse/sweep_cli.py)."""
 
 from __future__ import annotations
 
@@ -257,6 +258,11 @@ def check_counts(args: argparse.Namespace) -> str | None:
 
 
 def run_cli(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep"]:  # `onnx-fuse sweep MODEL --out DIR ...` (a file named 'sweep': `./sweep`)
+        from onnx_fuse.sweep_cli import main as sweep_main
+
+        return sweep_main(argv[1:])
     args = parser().parse_args(argv)
     quiet_libraries()
     handler = setup_logging(args.verbose, args.quiet or args.json)
