@@ -145,8 +145,8 @@ def worker_name() -> str:
         return "local"
 
 
-def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+def mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
 
 
 def run_point(shared: Shared, point: Point, point_id: str, keep_projects: bool = False) -> dict:
@@ -168,7 +168,7 @@ def run_point(shared: Shared, point: Point, point_id: str, keep_projects: bool =
                 row["error"] = one_line_error(exc)
         if watch.exceeded is not None:
             row["status"] = "failed"
-            row["error"] = (f"exceeded the worker's memory limit of {gib(limit)} ({gib(watch.exceeded)} in the worker "
+            row["error"] = (f"exceeded the worker's memory limit of {mib(limit)} ({mib(watch.exceeded)} in the worker "
                             "and its C-sim processes): C-sim stopped")
     finally:
         shutil.rmtree(work, ignore_errors=True)

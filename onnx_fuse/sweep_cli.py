@@ -256,10 +256,13 @@ def cluster(args: argparse.Namespace) -> Iterator[object]:
         finally:
             client.close()
         return
+    import dask
+
     workers = args.workers or len(os.sched_getaffinity(0))
     scratch = tempfile.mkdtemp(prefix="onnx-fuse-sweep-")
     previous_tmpdir = os.environ.get("TMPDIR")
     local = client = None
+    config = dask.config.set({"temporary-directory": scratch})  # the scheduler's and nannies' lock files too
     try:
         os.environ["TMPDIR"] = scratch  # inherited by the spawned workers, and by their C-sim children
         with signals_held_for_spawn():
@@ -285,6 +288,7 @@ def cluster(args: argparse.Namespace) -> Iterator[object]:
             client.close()
         if local is not None:
             local.close()
+        config.__exit__(None, None, None)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
