@@ -61,7 +61,7 @@ def main() -> None:
             rows.append(one(args, workers, Path(tmp) / f"w{workers}"))
             print(f"... {workers} worker(s) done", file=sys.stderr)
     base = rows[0]["per_minute"]
-    print(f"| workers | points | failed | prepare (s, once) | sweep (s) | points per minute | speed-up |")
+    print("| workers | points | failed | prepare (s, once) | sweep (s) | points per minute | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['workers']} | {r['points']} | {r['failed']} | {r['prepare']:.0f} | {r['sweep']} "

@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-AXES = ("precision", "reuse_factor", "io_type", "strategy", "backend")
-
+from onnx_fuse.errors import FuseError, InputError, first_line
 
 @dataclass(frozen=True)
 class Point:
@@ -177,8 +176,6 @@ def run_point(shared: Shared, point: Point, point_id: str, keep_projects: bool =
 
 
 def one_line_error(exc: BaseException) -> str:
-    from onnx_fuse.errors import FuseError, first_line
-
     return first_line(exc) if isinstance(exc, FuseError) else f"internal error: {type(exc).__name__}: {first_line(exc)}"
 
 
@@ -198,8 +195,6 @@ def measure(shared: Shared, point: Point, out_dir: Path) -> dict:
         with hls4ml_prints_to_debug_log():
             config = hls_config(fused, options)
     except Exception as exc:  # hls4ml or our converter refusing this graph or config
-        from onnx_fuse.errors import InputError, first_line
-
         raise InputError(f"hls4ml cannot convert this graph: {type(exc).__name__}: {first_line(exc)}") from exc
     if shared.overrides:
         config = merge(config, json.loads(json.dumps(shared.overrides)))  # a copy: merge updates in place

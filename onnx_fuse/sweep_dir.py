@@ -52,6 +52,9 @@ def check_out_dir(out_dir: Path, inputs: list[Path], force: bool) -> None:
         raise InputError(f"--out {out_dir} is not writable ({exc.strerror})") from exc
     if not out_dir.exists() or earlier_sweep(out_dir):
         return
+    if (out_dir / MANIFEST).exists():
+        raise InputError(f"--out {out_dir} holds another onnx-fuse output (an --hls-out DIR), not a sweep's: "
+                         "choose a new or empty directory")
     others = [p for p in out_dir.iterdir() if not p.name.startswith(STAGING_PREFIX)]
     if others and not force:
         raise InputError(
