@@ -44,7 +44,11 @@ EXIT_CODES = """exit codes (every error is one line on stderr):
 def parser() -> argparse.ArgumentParser:
     from onnx_fuse.cli import OneLineParser
 
-    p = OneLineParser(
+    class SweepParser(OneLineParser):
+        def error(self, message: str):  # the project's one error line, whatever the subcommand
+            self.exit(2, f"onnx-fuse: error: {message} (see onnx-fuse sweep --help)\n")
+
+    p = SweepParser(
         prog="onnx-fuse sweep",
         description="Build the fused and the unfused hls4ml design of every combination of the given settings,\n"
         "run both C-sims on the parity inputs, and tabulate bit-exactness, accuracy against onnxruntime and the\n"
