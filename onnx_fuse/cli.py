@@ -1,5 +1,5 @@
-"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`); `onnx-fuse estimate MODEL`
-is the estimate subcommand (onnx_fuse/estimate_cli.py)."""
+"""Command line: `python -m onnx_fuse MODEL OUTPUT.onnx` (also installed as `onnx-fuse`), and the subcommands
+`onnx-fuse estimate MODEL` (onnx_fuse/estimate_cli.py) and `onnx-fuse sweep MODEL --out DIR` (onnx_fuse/sweep_cli.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
         prog="onnx-fuse",
         description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
         "fuse every Conv/Dense -> Relu/LeakyRelu/Clip pair into one onnx_fuse node such as ConvRelu\n"
-        "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.",
+        "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.\n"
+        "`onnx-fuse sweep MODEL --out DIR ...` sweeps hls4ml settings on Dask (onnx-fuse sweep --help).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -285,6 +286,10 @@ def run_cli(argv: list[str] | None) -> int:
         from onnx_fuse.estimate_cli import run
 
         return run(argv[1:])
+    if argv[:1] == ["sweep"]:  # `onnx-fuse sweep MODEL --out DIR ...` (a file named 'sweep': `./sweep`)
+        from onnx_fuse.sweep_cli import main as sweep_main
+
+        return sweep_main(argv[1:])
     args = parser().parse_args(argv)
     quiet_libraries()
     handler = setup_logging(args.verbose, args.quiet or args.json)
