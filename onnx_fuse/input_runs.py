@@ -17,7 +17,7 @@ import onnx
 
 from onnx_fuse.errors import InputError, first_line
 from onnx_fuse.onnx_reference import runnable
-from onnx_fuse.verify import Feeds, input_specs, run_session, session
+from onnx_fuse.verify import MEMORY_BUDGET, Feeds, budget_bytes, input_specs, run_session, session
 
 # onnxruntime's message for a failed kernel: "... while running BatchNormalization node. Name:'bn0' Status Message:
 # Invalid input scale: 0th dimension != 4"
@@ -28,7 +28,10 @@ ORT_LOCATION = re.compile(r"/onnxruntime_src/\S+:\d+ .*?\) ")
 
 def one_sample(model: onnx.ModelProto) -> Feeds | None:
     """One seeded sample per input at batch 1; None when a non-batch dimension is unknown (fix_batch refuses it
-    later in its own words)."""
+    later in its own words) or one sample is over the memory budget (make_feeds refuses that before any feed is
+    drawn)."""
+    if budget_bytes(model, 1) > MEMORY_BUDGET:
+        return None
     rng = np.random.default_rng(0)
     feeds = {}
     for name, shape, dtype in input_specs(model):
