@@ -1,11 +1,12 @@
 """Recorded command output in README.md and docs/*.md, kept true: each fenced block preceded by
 
-    <!-- recorded: COMMAND -->
+    <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->
 
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
 by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write`
-reruns every command and rewrites the blocks; `--check` compares (timings excepted), as tests/test_docs.py does for
-the commands that build no hls4ml project. A `setup:` clause names a function below that prepares the directory."""
+reruns every command and rewrites the blocks; without it the script compares (timings excepted), as
+tests/test_docs.py does for the blocks not marked slow (hls4ml builds, benchmarks). A `setup:` clause names a
+function below that prepares the directory."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"<!-- recorded: (.*?)(?:; setup: (\w+))? -->\n```\n(.*?)```\n", re.S)
+MARKER = re.compile(r"<!-- recorded( \(slow\))?: (.*?)(?:; setup: (\w+))? -->\n```\n(.*?)```\n", re.S)
 # what varies from run to run: stage timings, hls4ml's compile/predict seconds
 VARYING = [(re.compile(r"^(\s*time:).*$", re.M), r"\1 ...")]
 
@@ -26,15 +27,12 @@ VARYING = [(re.compile(r"^(\s*time:).*$", re.M), r"\1 ...")]
 @dataclass
 class Block:
     page: Path
+    expensive: bool  # marked "(slow)": builds and compiles hls4ml projects, or runs a benchmark
     command: str
     setup: str | None
     text: str
     start: int
     end: int
-
-    @property
-    def expensive(self) -> bool:  # builds and compiles hls4ml projects, or runs a benchmark
-        return "--hls-out" in self.command or "--hls-out" in self.text or "bench/" in self.command
 
 
 def pages() -> list[Path]:
@@ -43,7 +41,8 @@ def pages() -> list[Path]:
 
 def blocks(page: Path) -> list[Block]:
     text = page.read_text()
-    return [Block(page, m.group(1), m.group(2), m.group(3), m.start(3), m.end(3)) for m in MARKER.finditer(text)]
+    return [Block(page, bool(m.group(1)), m.group(2), m.group(3), m.group(4), m.start(4), m.end(4))
+            for m in MARKER.finditer(text)]
 
 
 def mine(folder: Path) -> None:
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         text = page.read_text()
         for block in reversed(found):  # rewrite from the end: earlier offsets stay valid
             fresh = produce(block)
-            if args.write:
+            if args.write and normal(fresh) != normal(block.text):  # timings alone do not churn the page
                 text = text[: block.start] + fresh + text[block.end :]
             elif normal(fresh) != normal(block.text):
                 stale += 1
