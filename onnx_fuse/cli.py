@@ -38,7 +38,8 @@ def parser() -> argparse.ArgumentParser:
         prog="onnx-fuse",
         description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
         "fuse every Conv/Dense -> Relu/LeakyRelu/Clip pair into one onnx_fuse node such as ConvRelu\n"
-        "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.",
+        "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.\n"
+        "`onnx-fuse estimate MODEL ...` estimates the fused and unfused hls4ml designs instead (see its --help).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
