@@ -238,8 +238,8 @@ def layer_table(unfused: DesignEstimate, fused: DesignEstimate) -> str:
                   "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for e in design.layers:
             c = e.cost
-            fused = e.spec.fused_activation if e.spec else None
-            note = c.note or (f"+ {fused} write-back" if fused else "")
+            written_back = e.spec.fused_activation if e.spec else None
+            note = c.note or (f"+ {written_back} write-back" if written_back else "")
             lat, ii = span(c.lat_min, c.lat_max), span(c.ii_min, c.ii_max)
             lines.append(f"| {e.name} | {e.layer_class} | {fmt(c.bram18k)} | {fmt(c.dsp)} | {fmt(c.ff)} | {fmt(c.lut)} "
                          f"| {lat} | {ii} | {note} |")

@@ -39,11 +39,12 @@ def parser() -> argparse.ArgumentParser:
         description="Export a Keras model (.h5/.keras) or read an ONNX graph, normalise it for hls4ml,\n"
         "fuse every Conv/Dense -> Relu/LeakyRelu/Clip pair into one onnx_fuse node such as ConvRelu\n"
         "(a model-local function, so plain onnxruntime runs it), check parity in onnxruntime and write the fused file.\n"
+        "Subcommands: `onnx-fuse estimate MODEL ...` estimates the fused and unfused hls4ml designs (see its --help);\n"
         "`onnx-fuse sweep MODEL --out DIR ...` sweeps hls4ml settings on Dask (onnx-fuse sweep --help).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", type=Path, help="input model: .h5, .keras, .json (architecture) or .onnx")
+    p.add_argument("model", type=Path, help="input model: .h5, .keras, .json (architecture), .onnx or .tflite")
     p.add_argument("output", type=Path, help="fused ONNX file to write (never the input)")
     p.add_argument("--weights", type=Path, metavar="W.h5", help="weights of a .json model (default: MODEL_weights.h5)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity checks")

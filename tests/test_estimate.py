@@ -155,6 +155,18 @@ def test_fused_design_drops_the_relu_layers_and_their_fifos(digits_graphs, io_ty
         assert all("MaxPool_0" in n for n in unfused.not_covered)
 
 
+def test_layer_table_shows_both_designs_and_the_difference(digits_graphs):
+    from hls_backend.estimate import estimate_graph, layer_table
+
+    unfused, fused = (estimate_graph(digits_graphs["io_stream", "Latency", f]) for f in (False, True))
+    table = layer_table(unfused, fused)
+    unfused_part, fused_part = table.split("fused design (io_stream):")[1:3]
+    assert "| Relu_0 |" in unfused_part and "| Relu_0 |" not in fused_part
+    assert fused_part.count("+ Relu write-back") == 2
+    saving = fused.total["bram18k"] - unfused.total["bram18k"]
+    assert f"| BRAM_18K | {unfused.total['bram18k']} | {fused.total['bram18k']} | {saving:+d} |" in table
+
+
 def test_latency_follows_the_reuse_factor(digits_graphs):
     from hls_backend.estimate import estimate_graph
 
