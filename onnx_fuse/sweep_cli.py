@@ -365,17 +365,21 @@ def run_points(args: argparse.Namespace, shared: Shared, todo: list[Point], ids:
                         log.info("point %s failed: %s", ids[point], result["row"].get("error"))
                 if finished or time.monotonic() - last > 30:
                     last = time.monotonic()
-                    log.info("%s", progress(client, futures, pending, done, failed, len(todo), last - start))
+                    log.info("%s", progress(client, pending, done, failed, len(todo), last - start))
         except BaseException:
             stop_running(client, pending)
             raise
 
 
-def progress(client, futures: dict, pending: set, done: int, failed: int, total: int, elapsed: float) -> str:
+def executing_keys(dask_worker) -> list:
+    return [task.key for task in dask_worker.state.executing]
+
+
+def progress(client, pending: set, done: int, failed: int, total: int, elapsed: float) -> str:
     keys = {f.key for f in pending}
-    try:
-        running = sum(1 for tasks in client.processing().values() for key in tasks if key in keys)
-    except Exception:  # the scheduler is busy or gone: the count is only informative
+    try:  # the scheduler's "processing" also counts tasks queued on a worker: ask the workers what they execute
+        running = sum(1 for tasks in client.run(executing_keys).values() for key in tasks if key in keys)
+    except Exception:  # a worker busy or gone: the count is only informative
         running = 0
     estimate = f", about {duration(elapsed / done * (total - done))} left" if done and done < total else ""
     return (f"sweep: {done}/{total} points done ({failed} failed), {running} running, elapsed {duration(elapsed)}"
