@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_fuse.errors import SIGNALS, FuseError, InputError, Interrupted, first_line, interruption
+from onnx_fuse.errors import (
+    SIGNALS, FuseError, InputError, Interrupted, first_line, interruption, raise_if_signalled,
+)
 from onnx_fuse.sweep import Point, Shared, grid, kill_csim_children, run_point
 from onnx_fuse.sweep_dir import OutDir, check_out_dir
 from onnx_fuse.sweep_results import csv_text, markdown, plot
@@ -171,6 +173,7 @@ def sweep(args: argparse.Namespace) -> int:
     log.info("preparing %s once for %d point%s ...", args.model, len(points), "s" if len(points) != 1 else "")
     shared = prepare(args)
     SIGNALS.committed = False  # pipeline.run committed its (scratch) output; the sweep's signals stop the sweep
+    raise_if_signalled()  # one that came while it did
     out = OutDir(args.out)
     ids = {point: point.point_id(fingerprint(shared)) for point in points}
     rows: dict[str, dict] = {}
@@ -378,7 +381,8 @@ def executing_keys(dask_worker) -> list:
 def progress(client, pending: set, done: int, failed: int, total: int, elapsed: float) -> str:
     keys = {f.key for f in pending}
     try:  # the scheduler's "processing" also counts tasks queued on a worker: ask the workers what they execute
-        running = sum(1 for tasks in client.run(executing_keys).values() for key in tasks if key in keys)
+        running = sum(1 for tasks in client.run(executing_keys, on_error="ignore").values() for key in tasks
+                      if key in keys)
     except Exception:  # a worker busy or gone: the count is only informative
         running = 0
     estimate = f", about {duration(elapsed / done * (total - done))} left" if done and done < total else ""
