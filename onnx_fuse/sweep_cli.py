@@ -303,12 +303,14 @@ def stop_running(client, futures) -> None:
     """Cancel what is left: Dask forgets queued tasks, but a running one goes on until it returns. Kill the C-sim
     children on every worker (the task then fails at once and removes its files), and wait for the workers to
     become idle, a bounded time."""
+    keys = {f.key for f in futures}
     client.cancel(list(futures))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            client.run(kill_csim_children)
-            busy = sum(client.run(lambda dask_worker: dask_worker.state.executing_count).values())
+            client.run(kill_csim_children, on_error="ignore")
+            running = client.run(executing_keys, on_error="ignore").values()
+            busy = sum(1 for tasks in running for key in tasks if key in keys)
         except Exception:  # a worker gone meanwhile: nothing left to stop there
             busy = 0
         if not busy:
