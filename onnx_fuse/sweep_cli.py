@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_fuse.errors import SIGNALS, FuseError, InputError, Interrupted, first_line, interruption
+from onnx_fuse.errors import (
+    SIGNALS, FuseError, InputError, Interrupted, first_line, interruption, raise_if_signalled,
+)
 from onnx_fuse.sweep import Point, Shared, grid, kill_csim_children, run_point
 from onnx_fuse.sweep_dir import OutDir, check_out_dir
 from onnx_fuse.sweep_results import csv_text, markdown, plot
@@ -171,6 +173,7 @@ def sweep(args: argparse.Namespace) -> int:
     log.info("preparing %s once for %d point%s ...", args.model, len(points), "s" if len(points) != 1 else "")
     shared = prepare(args)
     SIGNALS.committed = False  # pipeline.run committed its (scratch) output; the sweep's signals stop the sweep
+    raise_if_signalled()  # one that came while it did
     out = OutDir(args.out)
     ids = {point: point.point_id(fingerprint(shared)) for point in points}
     rows: dict[str, dict] = {}
@@ -300,12 +303,14 @@ def stop_running(client, futures) -> None:
     """Cancel what is left: Dask forgets queued tasks, but a running one goes on until it returns. Kill the C-sim
     children on every worker (the task then fails at once and removes its files), and wait for the workers to
     become idle, a bounded time."""
+    keys = {f.key for f in futures}
     client.cancel(list(futures))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            client.run(kill_csim_children)
-            busy = sum(client.run(lambda dask_worker: dask_worker.state.executing_count).values())
+            client.run(kill_csim_children, on_error="ignore")
+            running = client.run(executing_keys, on_error="ignore").values()
+            busy = sum(1 for tasks in running for key in tasks if key in keys)
         except Exception:  # a worker gone meanwhile: nothing left to stop there
             busy = 0
         if not busy:
@@ -365,17 +370,22 @@ def run_points(args: argparse.Namespace, shared: Shared, todo: list[Point], ids:
                         log.info("point %s failed: %s", ids[point], result["row"].get("error"))
                 if finished or time.monotonic() - last > 30:
                     last = time.monotonic()
-                    log.info("%s", progress(client, futures, pending, done, failed, len(todo), last - start))
+                    log.info("%s", progress(client, pending, done, failed, len(todo), last - start))
         except BaseException:
             stop_running(client, pending)
             raise
 
 
-def progress(client, futures: dict, pending: set, done: int, failed: int, total: int, elapsed: float) -> str:
+def executing_keys(dask_worker) -> list:
+    return [task.key for task in dask_worker.state.executing]
+
+
+def progress(client, pending: set, done: int, failed: int, total: int, elapsed: float) -> str:
     keys = {f.key for f in pending}
-    try:
-        running = sum(1 for tasks in client.processing().values() for key in tasks if key in keys)
-    except Exception:  # the scheduler is busy or gone: the count is only informative
+    try:  # the scheduler's "processing" also counts tasks queued on a worker: ask the workers what they execute
+        running = sum(1 for tasks in client.run(executing_keys, on_error="ignore").values() for key in tasks
+                      if key in keys)
+    except Exception:  # a worker busy or gone: the count is only informative
         running = 0
     estimate = f", about {duration(elapsed / done * (total - done))} left" if done and done < total else ""
     return (f"sweep: {done}/{total} points done ({failed} failed), {running} running, elapsed {duration(elapsed)}"

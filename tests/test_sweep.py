@@ -41,27 +41,36 @@ def results(out: Path) -> list[dict]:
 
 
 def test_failing_points_are_rows_a_rerun_skips_them_and_dir_keeps_the_users_file(tmp_path):
-    """Real Dask, 2 workers, points that fail fast without a compile: one with a precision hls4ml refuses, one over
-    a worker memory limit its C-sim children exceed. Each fails alone with its reason; a rerun with the same
-    arguments skips both (no cluster needed); the user's file in DIR is untouched; nothing is left behind."""
+    """Real Dask, 2 workers, points that fail fast without a compile: over a worker memory limit that the C-sim
+    processes exceed, and (rerun with --retry-failed, no limit) a precision hls4ml refuses. Each fails alone with
+    its reason; a rerun with the same arguments skips every finished point (no cluster started); the user's file in
+    DIR is untouched; no process or temporary file is left."""
     cli, out = Cli(tmp_path), tmp_path / "sweep"
     model = small_onnx(tmp_path / "small.onnx")
     out.mkdir()
     (out / "notes.txt").write_text("mine\n")
     cli.watch(out / "notes.txt", model)
-    args = ["sweep", model, "--out", out, "--precision", "bogus", "ap_fixed<8,3>", "--workers", "2",
-            "--memory-limit", "400MB"]
-    refused = cli.run(*args, "-q")
+    args = ["sweep", model, "--out", out, "--precision", "bogus", "ap_fixed<8,3>", "--workers", "2"]
+    limited = [*args, "--memory-limit", "400MB"]
+    refused = cli.run(*limited, "-q")
     assert refused.returncode == 2 and "not empty and holds no earlier onnx-fuse sweep" in refused.stderr
     assert refused.stderr.count("\n") == 1
-    run = cli.run(*args, "--force", timeout=300)
+    run = cli.run(*limited, "--force", timeout=300)
     assert run.returncode == 4, run.stderr
     assert "sweep: 2/2 points done (2 failed)" in run.stderr
     rows = {r["precision"]: r for r in results(out)}
     assert set(rows) == {"bogus", "ap_fixed<8,3>"} and {r["status"] for r in rows.values()} == {"failed"}
-    assert "Unsupported precision type: bogus" in rows["bogus"]["error"]
     assert rows["ap_fixed<8,3>"]["error"].startswith("exceeded the worker's memory limit of 381 MiB")
-    for row in rows.values():
+    assert rows["bogus"]["error"]  # the memory limit or the precision, whichever comes first
+    cli.assert_clean(out)
+
+    retried = cli.run("sweep", model, "--out", out, "--precision", "bogus", "--retry-failed", "--workers", "1",
+                      timeout=300)
+    assert retried.returncode == 4, retried.stderr
+    [bogus] = results(out)
+    assert bogus["point_id"] == rows["bogus"]["point_id"]
+    assert "Unsupported precision type: bogus" in bogus["error"]
+    for row in (bogus, rows["ap_fixed<8,3>"]):
         saved = json.loads((out / "points" / row["point_id"] / "row.json").read_text())
         assert saved["error"] == row["error"] and saved["status"] == "failed"
     assert "## Failed points" in (out / "sweep.md").read_text()
@@ -70,12 +79,12 @@ def test_failing_points_are_rows_a_rerun_skips_them_and_dir_keeps_the_users_file
     cli.assert_clean(out)
 
     before = {p: p.stat().st_mtime_ns for p in (out / "points").rglob("row.json")}
-    again = cli.run(*args, timeout=300)  # an earlier sweep's DIR: no --force needed
+    again = cli.run(*limited, timeout=300)  # an earlier sweep's DIR: no --force needed
     assert again.returncode == 4, again.stderr
     assert "2 of 2 points finished by an earlier run: skipped" in again.stderr
     assert "local Dask cluster" not in again.stderr
     assert {p: p.stat().st_mtime_ns for p in (out / "points").rglob("row.json")} == before
-    assert [r["point_id"] for r in results(out)] == [r["point_id"] for r in rows.values()]
+    assert [r["point_id"] for r in results(out)] == [rows["bogus"]["point_id"], rows["ap_fixed<8,3>"]["point_id"]]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [".onnx-fuse.json", "notes.txt", "points", "results.csv", "sweep.md", "sweep.png"])
     cli.assert_clean(out)
