@@ -251,6 +251,42 @@ def dequantized_biases(graph: Graph) -> int:
     return count
 
 
+SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+
+
+def shape_ops_before_quantize(graph: Graph) -> int:
+    """QuantizeLinear -> Reshape (or another op that only moves elements) -> DequantizeLinear, as tf2onnx writes an
+    int8 TFLite model's input, becomes Reshape -> QuantizeLinear -> DequantizeLinear: with one scale and zero point
+    for the whole tensor, quantizing commutes with moving elements, and QCDQToQuant needs the pair adjacent."""
+    moved = 0
+    nodes = list(graph.model.graph.node)
+    for quant in [n for n in nodes if n.op_type == "QuantizeLinear"]:
+        users = graph.users.get(quant.output[0], [])
+        scale = graph.array(quant.input[1])
+        if len(users) != 1 or users[0].op_type not in SHAPE_OPS or scale is None or scale.size != 1:
+            continue
+        shape_op = users[0]
+        after = graph.users.get(shape_op.output[0], [])
+        if not after or any(n.op_type != "DequantizeLinear" or list(n.input[1:]) != list(quant.input[1:]) for n in after):
+            continue
+        float_out = f"{shape_op.output[0]}_float"
+        moved_op = helper.make_node(shape_op.op_type, [quant.input[0], *shape_op.input[1:]], [float_out],
+                                    name=shape_op.name, domain=shape_op.domain)
+        moved_op.attribute.extend(shape_op.attribute)
+        requant = helper.make_node("QuantizeLinear", [float_out, *quant.input[1:]], list(shape_op.output),
+                                   name=quant.name or f"{shape_op.name}_quantize")
+        requant.attribute.extend(quant.attribute)
+        index = nodes.index(shape_op)
+        nodes[index : index + 1] = [moved_op, requant]
+        nodes.remove(quant)
+        moved += 1
+    if moved:
+        del graph.model.graph.node[:]
+        graph.model.graph.node.extend(nodes)
+        graph.__init__(graph.model)  # users changed
+    return moved
+
+
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if not any(node.op_type in QDQ for node in model.graph.node):
         return model, []
@@ -269,6 +305,8 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if biases := dequantized_biases(graph):
         changes.append(f"{biases} int32 biases dequantized to float32")
     per_axis_constants(graph)
+    if moved := shape_ops_before_quantize(graph):
+        changes.append(f"{moved} shape ops moved before their QuantizeLinear")
     for quant, dequants in runtime_pairs(graph):
         change = zero_point_free(graph, quant, dequants)
         if change:
