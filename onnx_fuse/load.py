@@ -77,11 +77,17 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-wrapped errors, ...
         raise InputError(f"not a valid ONNX file: {path} ({first_line(exc)})") from exc
+    return checked_onnx(model, path)
+
+
+def checked_onnx(model: onnx.ModelProto, name: Path | str) -> onnx.ModelProto:
+    """A graph read from a file or handed over in memory, made runnable (QONNX: domain aliases, missing opset import,
+    runnable Quant/Trunc functions; qonnx_ops.prepare works on a copy) and held to onnx's full checker."""
     if not model.graph.node:
-        raise InputError(f"not a valid ONNX file: {path} (the graph has no nodes)")
-    model = qonnx_ops.prepare(model)  # QONNX: domain aliases, missing opset import, runnable Quant/Trunc functions
+        raise InputError(f"not a valid ONNX model: {name} (the graph has no nodes)")
+    model = qonnx_ops.prepare(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise InputError(f"invalid ONNX model {path}: {first_line(exc)}") from exc
+        raise InputError(f"invalid ONNX model {name}: {first_line(exc)}") from exc
     return model

@@ -35,15 +35,15 @@ class Options:
     verify: bool = True
     samples: int = 16
     seed: int = 0
-    data: Path | None = None
+    data: Path | Feeds | np.ndarray | None = None  # a .npy/.npz file, or arrays (per input name, or the one input's)
     weights: Path | None = None  # the weights .h5 of an architecture .json input
     hls: HlsOptions | None = None
 
 
 @dataclass
 class Result:
-    input: Path
-    output: Path
+    input: Path | str  # the model file, or a description of the model object fuse() was given
+    output: Path | None  # None: in memory only (onnx_fuse.fuse)
     source_kind: str
     loader: str  # the library that read the input: keras 3, tf-keras 2.x or onnx
     load_note: str | None
@@ -53,6 +53,12 @@ class Result:
     seconds: dict[str, float] = field(default_factory=dict)
     hls: HlsResult | None = None
     model: onnx.ModelProto | None = field(default=None, repr=False)
+
+    def summary(self) -> str:
+        """The text `onnx-fuse` prints for this run."""
+        from onnx_fuse.summary import summary
+
+        return summary(self)
 
 
 @contextmanager
@@ -69,12 +75,14 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def run(input_path: Path, output_path: Path, options: Options | None = None) -> Result:
-    options = options or Options()
-    seconds: dict[str, float] = {}
+class Stages:
+    """Each stage logged, timed, its library failures turned into InputErrors, and a signal checked on both sides."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
     @contextmanager
-    def stage(name: str, what: str) -> Iterator[None]:
+    def __call__(self, name: str, what: str) -> Iterator[None]:
         raise_if_signalled()
         log.info("%s ...", what)
         start = time.perf_counter()
@@ -82,18 +90,34 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
         with library_failures_are_input_errors(name), gc_paused():
             yield
         raise_if_signalled()
-        seconds[name] = time.perf_counter() - start
+        self.seconds[name] = time.perf_counter() - start
 
+
+def run(input_path: Path, output_path: Path, options: Options | None = None) -> Result:
+    """The CLI's job: a model file in, the fused ONNX file out (and the hls4ml projects with options.hls)."""
+    options = options or Options()
     SIGNALS.committed = False  # a new run: nothing of it is in place yet
     check_run_files(input_path, output_path, options.data)
     if options.hls is not None:
         check_hls_out(options.hls, input_path, output_path)
+    stage = Stages()
     with stage("load", f"loading {input_path}"):
         source = load(input_path, options.weights)
+    result = process(source, options, stage)
+    with stage("write", f"writing {output_path}"):
+        write_atomic(result.model, output_path)
+    result.output = output_path
+    return result
+
+
+def process(source: Source, options: Options, stage: Stages | None = None) -> Result:
+    """A loaded model through export, normalise, fuse, verify (and hls): the fused graph in memory, nothing written
+    but the hls4ml projects options.hls asks for."""
+    stage = stage or Stages()
     with stage("export", EXPORTING[source.loader if source.loader in EXPORTING else source.kind]):
         exported = export(source)
         # an ONNX input must run in onnxruntime as given before any pass touches it; its session is the reference
-        reference = checked_reference(exported, input_path) if source.kind == "onnx" and options.verify else None
+        reference = checked_reference(exported, source.path) if source.kind == "onnx" and options.verify else None
     with stage("normalise", "normalising the graph"):
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv/Dense -> activation pairs"):
@@ -106,11 +130,8 @@ def run(input_path: Path, output_path: Path, options: Options | None = None) -> 
     if options.hls is not None:
         with stage("hls", f"building hls4ml projects in {options.hls.out_dir}"):
             hls = run_hls(fused, feeds, options.hls)
-    with stage("write", f"writing {output_path}"):
-        write_atomic(fused, output_path)
-    return Result(
-        input_path, output_path, source.kind, source.loader, source.note, passes, fusion, parity, seconds, hls, fused
-    )
+    return Result(source.path, None, source.kind, source.loader, source.note, passes, fusion, parity, stage.seconds,
+                  hls, fused)
 
 
 EXPORTING = {"onnx": "reading ONNX graph", "keras": "exporting to ONNX with tf2onnx",

@@ -127,7 +127,7 @@ def check_budget(model: onnx.ModelProto, count: int) -> None:
         )
 
 
-def check_dtype(key: str, dtype: np.dtype, path: Path) -> None:
+def check_dtype(key: str, dtype: np.dtype, path: Path | str) -> None:
     # bool, integers and floats cast exactly enough; complex, datetime, strings, objects and records would be
     # cast silently (or not at all) into something the user never meant.
     if dtype.kind not in "biuf" or dtype.fields is not None:
@@ -148,7 +148,7 @@ def array_header(handle, key: str, path: Path) -> tuple[int, ...]:
     return shape
 
 
-def cast_exactly(data: np.ndarray, dtype: np.dtype, key: str, path: Path) -> np.ndarray:
+def cast_exactly(data: np.ndarray, dtype: np.dtype, key: str, path: Path | str) -> np.ndarray:
     """data as the graph's input dtype; refuse values the cast would change (a float over float32's range becomes inf,
     0.5 fed to an integer input becomes 0)."""
     out = data.astype(dtype)
@@ -247,11 +247,40 @@ def check_parity(
     ]
 
 
-def make_feeds(model: onnx.ModelProto, samples: int, seed: int, data: Path | None) -> Feeds:
-    real = load_data(data, model, extra_samples=samples) if data is not None else None
+def make_feeds(model: onnx.ModelProto, samples: int, seed: int, data: Path | Feeds | np.ndarray | None) -> Feeds:
+    if data is None:
+        real = None
+    elif isinstance(data, Path):
+        real = load_data(data, model, extra_samples=samples)
+    else:
+        real = given_arrays(data, model, extra_samples=samples)
     if real is None:
         check_budget(model, samples)
     feeds = random_feeds(model, samples, seed)
     if real is not None:
         feeds = {name: np.concatenate([real[name], feeds[name]]) for name in feeds}
+    return feeds
+
+
+def given_arrays(data: Feeds | np.ndarray, model: onnx.ModelProto, extra_samples: int = 0) -> Feeds:
+    """Arrays handed over in memory (onnx_fuse.fuse), held to the rules a --data file is: one per input (keyed by
+    input name, or a bare array for a one-input model), shape (N, ...) of the input, a dtype the input can take."""
+    specs = input_specs(model)
+    arrays = data if isinstance(data, dict) else {specs[0][0]: data} if len(specs) == 1 else None
+    if arrays is None:
+        raise InputError(f"the model has {len(specs)} inputs: give data as a dict keyed by input name")
+    feeds = {}
+    for name, shape, dtype in specs:
+        if name not in arrays:
+            raise InputError(f"data has no array for input '{name}' (keys: {', '.join(map(str, arrays))})")
+        array = np.asarray(arrays[name])
+        if array.ndim != len(shape) or tuple(array.shape[1:]) != tuple(shape[1:]):
+            raise InputError(
+                f"data for '{name}' has shape {array.shape}, the input needs (N, {', '.join(map(str, shape[1:]))})"
+            )
+        check_dtype(name, array.dtype, "the data given")
+        feeds[name] = cast_exactly(array, dtype, name, "the data given")
+    if len({len(a) for a in feeds.values()}) > 1:
+        raise InputError("data has different numbers of rows per input")
+    check_budget(model, len(next(iter(feeds.values()))) + extra_samples)
     return feeds
