@@ -23,7 +23,7 @@ from hls_backend import project
 from hls_backend.csim import run_csim
 from hls_backend.hls_stage import hls4ml_prints_to_debug_log
 from onnx_fuse.cli import quiet_libraries
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.load import load_onnx
 from onnx_fuse.normalise import normalise
 
@@ -33,7 +33,7 @@ NAMES = ("digits_qcnn_float", "digits_fs_cnn_pt", "digits_fs_mlp")
 
 def apply_alpha_layers(model, config: dict) -> list[str]:
     """Names of the ApplyAlpha layers hls4ml makes from the float-scale Quants (the unfused design has them all)."""
-    graph = hls_backend.convert_from_fused_onnx(model, io_type="io_parallel", hls_config=config, fuse=False)
+    graph = hls_backend.conversion(model, io_type="io_parallel", hls_config=config, fuse=False)
     return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
 
 

@@ -2,7 +2,7 @@
 
     python bench/bench_fuse_scaling.py [--sizes 10 100 1000 10000] [--repeat 3] [--cpu]
 
-Prints one table: best-of-N seconds (wall, or CPU with --cpu) for onnx_fuse.fuse and for an ORT session build at
+Prints one table: best-of-N seconds (wall, or CPU with --cpu) for onnx_fuse.fusion and for an ORT session build at
 ORT_ENABLE_EXTENDED writing the optimised model (which fuses Conv+Relu into com.microsoft FusedConv), their ratio, and the time per
 node, which stays flat when the pass scales linearly.
 """
@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.pipeline import gc_paused
 
 

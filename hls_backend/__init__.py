@@ -1,8 +1,8 @@
 """hls4ml 1.3 extension for onnx-fuse's fused nodes: each pair becomes one conv/Dense with its activation in the
 write-back.
 
-Public: register(), config_from_fused_onnx(), convert_from_fused_onnx(), run_csim().
-Flow: preprocess.py (inline, tag the pairs, qonnx channels-last) -> convert.py (mark the tagged layers in the
+Public: register(), config_from_fused_onnx(), convert(), run_csim().
+Flow: preprocess.py (inline, tag the pairs, qonnx channels-last) -> conversion.py (mark the tagged layers in the
 config) -> passes.py (fuse after precision inference) -> templates.py (the activation in nnet::cast).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from onnx_fuse.lazy import lazy_exports
 
 _EXPORTS = {
-    "config_from_fused_onnx": "hls_backend.convert",
-    "convert_from_fused_onnx": "hls_backend.convert",
+    "config_from_fused_onnx": "hls_backend.conversion",
+    "convert": "hls_backend.conversion",
     "register": "hls_backend.registration",
     "run_csim": "hls_backend.csim",
 }

@@ -95,7 +95,7 @@ def run_csim(
     children: ChildProcesses | None = None,
     **kwargs: Any,
 ) -> CsimResult:
-    """convert_from_fused_onnx + compile + predict(x), in a child process; raises CsimError if the child fails.
+    """convert + compile + predict(x), in a child process; raises CsimError if the child fails.
 
     Pass `children` to cancel the run from another thread (ChildProcesses.kill_all()).
     """
@@ -127,13 +127,13 @@ def run_csim(
 
 
 def _child(job: Path) -> None:
-    from hls_backend.convert import convert_from_fused_onnx
+    from hls_backend.conversion import convert
 
     with open(job / "job.pkl", "rb") as f:
         spec = pickle.load(f)
     x = np.load(job / "x.npy")
     t0 = time.perf_counter()
-    hls_model = convert_from_fused_onnx(str(job / "model.onnx"), **spec)
+    hls_model = convert(str(job / "model.onnx"), **spec)
     t1 = time.perf_counter()
     hls_model.compile()
     t2 = time.perf_counter()

@@ -341,11 +341,11 @@ def fused_in_write_back(project: Path) -> int:
 
 
 def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs: dict, staging: Path) -> dict:
-    from hls_backend import convert_from_fused_onnx
+    from hls_backend import convert
     from hls_backend.estimate import estimate_graph, layer_table, totals_table
 
     with hls4ml_prints_to_debug_log():
-        graphs = {fuse: convert_from_fused_onnx(fused, output_dir=dirs[fuse], fuse=fuse, **common) for fuse in dirs}
+        graphs = {fuse: convert(fused, output_dir=dirs[fuse], fuse=fuse, **common) for fuse in dirs}
     estimates = {fuse: estimate_graph(graphs[fuse]) for fuse in graphs}
     whole = totals_table(estimates[False], estimates[True])
     design = (f"Whole design (estimate from the converted designs, hls_backend/estimate.py; not synthesis):\n\n"

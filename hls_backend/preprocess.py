@@ -4,7 +4,7 @@ qonnx knows nothing of onnx_fuse's ops: its shape inference and channels-last co
 channels-first between Transposes, and hls4ml's conv parser refuses anything not channels-last. So each fused node's
 function is inlined again (onnx's inliner: producer -> activation), the activation node is tagged with node
 metadata (patterns.PAIR_KEY), the graph goes through hls4ml's documented qonnx recipe, which keeps node metadata
-while it renames every node, and the tagged nodes' new names are returned: convert.py marks those layers in the
+while it renames every node, and the tagged nodes' new names are returned: conversion.py marks those layers in the
 hls4ml config and passes.py moves their activation into the producer's write-back. The fused and the unfused file
 give the same graph here; only the marks differ.
 """

@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 def fused_graph(model: Path, weights: Path | None, log) -> tuple:
     """Load, export, normalise and fuse as the main command does (no parity check, nothing written)."""
-    from onnx_fuse.fuse import fuse
+    from onnx_fuse.fusion import fuse
     from onnx_fuse.load import load
     from onnx_fuse.normalise import normalise
     from onnx_fuse.pipeline import export
@@ -68,7 +68,7 @@ def fused_graph(model: Path, weights: Path | None, log) -> tuple:
 
 
 def estimate(args: argparse.Namespace, log) -> dict:
-    from hls_backend import convert_from_fused_onnx
+    from hls_backend import convert
     from hls_backend.estimate import estimate_graph
     from hls_backend.hls_stage import HlsOptions, hls4ml_prints_to_debug_log, hls_config
     from hls_backend.preprocess import UnsupportedModelError
@@ -85,7 +85,7 @@ def estimate(args: argparse.Namespace, log) -> dict:
             with hls4ml_prints_to_debug_log():
                 config = hls_config(fused, options)
                 for fuse in (False, True):
-                    graph = convert_from_fused_onnx(fused, output_dir=Path(tmp) / str(fuse), backend=args.backend,
+                    graph = convert(fused, output_dir=Path(tmp) / str(fuse), backend=args.backend,
                                                     io_type=args.io_type, hls_config=config, fuse=fuse,
                                                     part=args.part, clock_period=args.clock_period)
                     designs["fused" if fuse else "unfused"] = estimate_graph(graph)

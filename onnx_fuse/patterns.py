@@ -2,7 +2,7 @@
 stages between them that hls4ml's write-back also takes (the scale and bias of float-scale quantized models).
 
 Everything that knows what can be fused reads this table: the onnxscript rules and model-local functions
-(fuse/rules.py), the `left unfused` reasons (fuse/unfused.py), the summary, and hls_backend's marking and
+(fusion/rules.py), the `left unfused` reasons (fusion/unfused.py), the summary, and hls_backend's marking and
 write-back (hls_backend/passes.py, templates.py). Adding an activation is one `Activation` entry here plus, when
 hls4ml's ONNX front end lacks the op, its handler in hls_backend.
 

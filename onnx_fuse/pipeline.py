@@ -17,7 +17,7 @@ from onnx_fuse.errors import SIGNALS, ParityError, library_failures_are_input_er
 from onnx_fuse import qonnx_ops
 from onnx_fuse.export import keras_to_onnx
 from onnx_fuse.qkeras import qkeras_to_qonnx
-from onnx_fuse.fuse import FuseReport, fuse
+from onnx_fuse.fusion import FuseReport, fuse
 from hls_backend.hls_stage import HlsOptions, HlsResult, check_hls_out, run_hls
 from onnx_fuse.load import Source, load
 from onnx_fuse.normalise import PassReport, normalise
@@ -43,7 +43,7 @@ class Options:
 @dataclass
 class Result:
     input: Path | str  # the model file, or a description of the model object fuse() was given
-    output: Path | None  # None: in memory only (onnx_fuse.fuse)
+    output: Path | None  # None: in memory only (onnx_fuse.fusion)
     source_kind: str
     loader: str  # the library that read the input: keras 3, tf-keras 2.x or onnx
     load_note: str | None

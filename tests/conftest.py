@@ -75,7 +75,7 @@ def keras_graphs() -> Callable[[str], tuple[onnx.ModelProto, onnx.ModelProto, in
     """(normalised unfused graph, fused graph, fused pairs) of a bundled Keras model, via onnx_fuse's own steps;
     each model is exported once per session."""
     from onnx_fuse.export import keras_to_onnx
-    from onnx_fuse.fuse import fuse
+    from onnx_fuse.fusion import fuse
     from onnx_fuse.load import load
     from onnx_fuse.normalise import normalise
 

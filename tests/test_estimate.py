@@ -112,7 +112,7 @@ def test_a_layer_without_a_rule_is_reported_not_zero():
 def digits_graphs(tmp_path_factory):
     import onnx
 
-    from hls_backend import convert_from_fused_onnx
+    from hls_backend import convert
     from hls_backend.hls_stage import HlsOptions, hls_config
     from onnx_fuse.cli import main
 
@@ -125,7 +125,7 @@ def digits_graphs(tmp_path_factory):
         for strategy in ("Latency", "Resource"):
             config = hls_config(model, HlsOptions(tmp, io_type=io_type, strategy=strategy))
             for fuse in (False, True):
-                graphs[io_type, strategy, fuse] = convert_from_fused_onnx(
+                graphs[io_type, strategy, fuse] = convert(
                     model, output_dir=tmp / "prj", io_type=io_type, hls_config=config, fuse=fuse)
     return graphs
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import MODELS, op_types
 from onnx_fuse.export import keras_to_onnx
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.load import load
 from onnx_fuse.normalise import normalise
 from onnx_fuse.verify import keras_runner, make_feeds, run_onnx

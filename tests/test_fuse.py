@@ -8,7 +8,7 @@ import pytest
 from onnx import helper
 
 from conftest import conv_init, make_model, op_types, vec_init
-from onnx_fuse.fuse import FUSED_DOMAIN, fuse
+from onnx_fuse.fusion import FUSED_DOMAIN, fuse
 from onnx_fuse.verify import run_onnx
 
 X = {"x": [1, 3, 8, 8]}

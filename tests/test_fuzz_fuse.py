@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 
 from conftest import make_model, op_types
 from onnx_fuse import qonnx_ops
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.patterns import ACTIVATION_OPS, PRODUCER_OPS, QONNX_DOMAIN
 from onnx_fuse.verify import run_onnx
 

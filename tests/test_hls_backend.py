@@ -239,7 +239,7 @@ def small_nchw_model() -> onnx.ModelProto:
 
 @pytest.mark.slow  # a variant of the Conv -> ReLU family (bias-less, a pair that stays unfused)
 def test_biasless_and_unfusable_pair(compiled) -> None:
-    from onnx_fuse.fuse import fuse
+    from onnx_fuse.fusion import fuse
     from onnx_fuse.normalise import normalise
 
     normalised, _ = normalise(small_nchw_model())
@@ -387,7 +387,7 @@ def pointwise_model() -> onnx.ModelProto:
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
 def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
-    from onnx_fuse.fuse import fuse
+    from onnx_fuse.fusion import fuse
     from onnx_fuse.normalise import normalise
 
     normalised, _ = normalise(pointwise_model())

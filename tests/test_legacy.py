@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import REPO
 from onnx_fuse.cli import main
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.normalise import normalise
 
 RNG = np.random.default_rng(7)

@@ -9,7 +9,7 @@ from onnx import helper
 
 from conftest import conv_init, make_model, op_types, vec_init
 from onnx_fuse.errors import InputError
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.normalise import (
     check_and_infer,
     conv1d,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hls_backend
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.normalise import normalise
 from onnx_fuse.verify import run_onnx
 from qdq_graphs import qdq_cnn

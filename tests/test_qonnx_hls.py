@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 import hls_backend
-from onnx_fuse.fuse import fuse
+from onnx_fuse.fusion import fuse
 from onnx_fuse.load import load_onnx
 from onnx_fuse.normalise import normalise
 from test_hls_backend import MODELS, assert_fused_design, csim_pair

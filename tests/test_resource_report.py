@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from conftest import MODELS
-from hls_backend import convert_from_fused_onnx
+from hls_backend import convert
 from hls_backend.resource_report import comparison_table, design_report
 from onnx_fuse.cli import main
 
@@ -17,7 +17,7 @@ def digits_graphs(tmp_path_factory):
     fused_file = tmp / "digits.onnx"
     assert main([str(MODELS / "digits_cnn.h5"), str(fused_file), "--no-verify", "-q"]) == 0
     return {
-        fuse: convert_from_fused_onnx(fused_file, output_dir=tmp / f"prj_{fuse}", backend="Vivado", io_type="io_stream", fuse=fuse)
+        fuse: convert(fused_file, output_dir=tmp / f"prj_{fuse}", backend="Vivado", io_type="io_stream", fuse=fuse)
         for fuse in (False, True)
     }
 
@@ -34,7 +34,7 @@ def tiny2_graphs(tmp_path_factory):
     options = HlsOptions(tmp, strategy="Resource", reuse_factor=16384, config=MODELS / "tiny2_hls4ml.yml")
     config = hls_config(fused_model, options)
     return {
-        fuse: convert_from_fused_onnx(fused_model, output_dir=tmp / f"prj_{fuse}", io_type="io_stream",
+        fuse: convert(fused_model, output_dir=tmp / f"prj_{fuse}", io_type="io_stream",
                                       hls_config=config, fuse=fuse)
         for fuse in (False, True)
     }
@@ -88,6 +88,6 @@ def test_comparison_table_names_the_fused_pairs(digits_graphs):
 def test_io_parallel_has_no_fifo_report(tmp_path):
     fused_file = tmp_path / "d.onnx"
     assert main([str(MODELS / "digits_cnn.h5"), str(fused_file), "--no-verify", "-q"]) == 0
-    model = convert_from_fused_onnx(fused_file, output_dir=tmp_path / "prj", io_type="io_parallel")
+    model = convert(fused_file, output_dir=tmp_path / "prj", io_type="io_parallel")
     with pytest.raises(ValueError, match="io_stream"):
         design_report(model)

@@ -83,10 +83,10 @@ def test_model_is_bit_exact_and_close_to_onnxruntime(name: str, tmp_path: Path) 
 ])
 def test_hls4ml_converts_the_idioms(name: str, layers: set[str], tmp_path: Path) -> None:
     """hls4ml 1.3 builds its own layers for each idiom (conversion only, no compile)."""
-    from hls_backend import convert_from_fused_onnx
+    from hls_backend import convert
 
     fused, _, _ = fused_model(name, tmp_path)
-    graph = convert_from_fused_onnx(fused, output_dir=str(tmp_path / "prj"))
+    graph = convert(fused, output_dir=str(tmp_path / "prj"))
     classes = {layer.class_name for layer in graph.get_layers()}
     assert layers <= classes, classes
 

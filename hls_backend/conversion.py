@@ -40,7 +40,7 @@ def config_from_fused_onnx(
     )
 
 
-def convert_from_fused_onnx(
+def convert(
     model: str | Path | onnx.ModelProto,
     output_dir: str | Path = "hls4ml_prj",
     backend: str = "Vivado",

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import onnx
 from onnxscript import ir
 
-from onnx_fuse.fuse.rules import rules
-from onnx_fuse.fuse.unfused import unfused_pairs
+from onnx_fuse.fusion.rules import rules
+from onnx_fuse.fusion.unfused import unfused_pairs
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, QONNX_DOMAIN, fused_nodes
 from onnx_fuse.qonnx_ops import opset_version
 
