@@ -1,12 +1,12 @@
 """Float-scale quantized models (Brevitas' default quantizers) through hls4ml: the epilogue in the write-back.
 
     python bench/bench_float_scale.py [--io-type io_stream io_parallel] [--strategy Latency]
-        [--models NAME ...] [--alpha-precision P] [--out DIR]
+        [--models NAME ...] [--precision P] [--alpha-precision P] [--out DIR]
 
 For each bundled model and io type: fused and unfused hls4ml C-sim from one config (the Quant nodes set the types,
-hls4ml's defaults elsewhere; --alpha-precision P sets every ApplyAlpha's scale and bias type, which hls4ml
-otherwise takes from the model default), pairs with their activation and scale stages in the write-back, dataflow processes
-and FIFO streams of both designs, bit-exactness, and the fused design against Brevitas' own stored outputs.
+--precision the others, default ap_fixed<16,6>; --alpha-precision sets every ApplyAlpha's scale and bias type, which
+hls4ml otherwise takes from --precision), pairs with their activation and scale stages in the write-back, dataflow
+processes and FIFO streams of both designs, bit-exactness, and the fused design against Brevitas' stored outputs.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ def apply_alpha_layers(model, config: dict) -> list[str]:
     return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
 
 
-def measure(name: str, io_type: str, strategy: str, out: Path, alpha_precision: str | None = None) -> str:
+def measure(name: str, io_type: str, strategy: str, out: Path, precision: str, alpha_precision: str | None = None) -> str:
     normalised, _ = normalise(load_onnx(MODELS / f"{name}.onnx"))
     fused, report = fuse(normalised)
     data = np.load(MODELS / f"{name}.npz")
     x, y_brevitas = data["x"], data["y_brevitas"]
     with hls4ml_prints_to_debug_log():
-        config = hls_backend.config_from_fused_onnx(fused)
+        config = hls_backend.config_from_fused_onnx(fused, default_precision=precision)
         config["Model"]["Strategy"] = strategy
         if alpha_precision:
             for layer in apply_alpha_layers(normalised, config):
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--io-type", nargs="+", default=["io_stream", "io_parallel"])
     parser.add_argument("--strategy", nargs="+", default=["Latency"])
     parser.add_argument("--models", nargs="+", default=list(NAMES))
+    parser.add_argument("--precision", default="ap_fixed<16,6>", help="hls4ml's default precision")
     parser.add_argument("--alpha-precision", default=None, help="e.g. ap_fixed<32,8>")
     parser.add_argument("--out", type=Path, default=None, help="where the hls4ml projects go (default: a temp dir)")
     args = parser.parse_args()
@@ -83,7 +84,8 @@ def main() -> None:
         for name in args.models:
             for io_type in args.io_type:
                 for strategy in args.strategy:
-                    print(measure(name, io_type, strategy, args.out or Path(tmp), args.alpha_precision), flush=True)
+                    row = measure(name, io_type, strategy, args.out or Path(tmp), args.precision, args.alpha_precision)
+                    print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hls_backend
@@ -79,3 +80,22 @@ def test_per_channel_float_weight_scales_refused_in_one_line(tmp_path: Path, cap
     assert ("Quant 'Quant_0' gives Conv 'Conv_0' per-channel weight scales that are not powers of 2 with a float "
             "input scale, which hls4ml 1.3 cannot convert") in err[0]
     assert not out.exists() and not hls.exists()
+
+
+# hls4ml 1.3 warns on the Dense's float bias Add, which it then turns into the ApplyAlpha this test is about.
+@pytest.mark.filterwarnings("ignore:Failed to propagate quantization bias down Add node")
+def test_report_lists_the_applyalpha_fifos_as_removed() -> None:
+    """--report's table (from the converted designs, no compile): each producer -> ApplyAlpha -> ReLU chain loses
+    both FIFOs, and the logits Dense that took its ApplyAlpha writes the output port itself."""
+    from onnx_fuse.load import load_onnx
+    from hls_backend.resource_report import comparison_table, design_report
+
+    fused, _ = fuse(normalise(load_onnx(MODELS / "digits_qcnn_float.onnx"))[0])
+    cfg = hls_backend.config_from_fused_onnx(fused)
+    reports = [design_report(hls_backend.convert_from_fused_onnx(fused, hls_config=cfg, io_type="io_stream", fuse=f))
+               for f in (False, True)]
+    table = comparison_table(*reports)
+    for stages in ("Quant_6_rescale + Relu_0", "Quant_7_rescale + Relu_1", "bn_Add_0 + Relu_2"):
+        assert table.count(f"removed (fused with {stages})") == 2, table
+    assert table.count("removed (fused with bn_Add_1)") == 1
+    assert "| FIFO streams | 18 | 11 | -7 |" in table and "| dataflow processes | 19 | 12 | -7 |" in table

@@ -66,19 +66,49 @@ def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pair
     assert (got.y.reshape(y_qkeras.shape).argmax(1) == y_qkeras.argmax(1)).all()
 
 
-def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
+# hls4ml types an ApplyAlpha's scale and bias with the model default; at ap_fixed<16,6> the conv rescales of the
+# float-scale models (about 5e-05) are 0 and the design's output does not depend on its input.
+WIDE = "ap_fixed<32,8>"
+
+
+def test_float_scale_epilogue_bit_exact_and_close_to_brevitas(compiled) -> None:
     """Float (non-power-of-2) scales become hls4ml ApplyAlpha layers between producer and ReLU; each goes into the
     write-back with the ReLU (one process and one FIFO fewer for each of the two stages), bit-exact against the
     unfused design: the convs' per-tensor scales through nnet::cast, the Dense's per-channel float bias through the
     layer's own indexed kernel; the logits Dense takes its ApplyAlpha with no activation after it. The one default
-    fused-vs-unfused compile of the epilogue family, through the CLI with --report."""
+    fused-vs-unfused compile of the epilogue family."""
     from hls_backend import project
+
+    normalised, fused, pairs, x, y_brevitas = brevitas("digits_qcnn_float")
+    assert pairs == 3
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision=WIDE)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type="io_stream", hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    y = got.y.reshape(y_brevitas.shape)
+    assert (y.argmax(1) == y_brevitas.argmax(1)).mean() >= 0.95  # the scales really reach the output
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    assert params.count("// onnx_fuse: activation in the write-back") == 3
+    assert project.absorbed_stages(got.output_dir) == [
+        "Quant_6_rescale (applyalpha) into Conv2D_Conv_0", "Quant_7_rescale (applyalpha) into Conv2D_Conv_1",
+        "bn_Add_0 (applyalpha) into Dense_MatMul_0", "bn_Add_1 (applyalpha) into Dense_MatMul_1"]
+    fused_calls, unfused_calls = project.layer_calls(got.output_dir), project.layer_calls(ref.output_dir)
+    assert [c for c in unfused_calls if c not in fused_calls] == [
+        ("normalize", "Quant_6_rescale"), ("relu", "Relu_0"), ("normalize", "Quant_7_rescale"), ("relu", "Relu_1"),
+        ("normalize", "bn_Add_0"), ("relu", "Relu_2"), ("normalize", "bn_Add_1")]
+    # ApplyAlpha and ReLU of each pair, and the logits' ApplyAlpha
+    assert len(unfused_calls) - len(fused_calls) == 7
+    assert project.stream_count(ref.output_dir) - project.stream_count(got.output_dir) == 7
+
+
+@pytest.mark.slow
+def test_float_scale_epilogue_through_the_cli(tmp_path: Path, capsys) -> None:
+    """The summary counts the scale stages in the write-back and --report lists their FIFOs as removed."""
     from onnx_fuse.cli import main
 
     name = "digits_qcnn_float"
     hls = tmp_path / "hls"
     code = main([str(MODELS / f"{name}.onnx"), str(tmp_path / "f.onnx"), "--data", str(MODELS / f"{name}.npz"),
-                 "--hls-out", str(hls), "--report", "-q"])
+                 "--hls-out", str(hls), "--precision", WIDE, "--report", "-q"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "fused 2 Conv->Relu pairs" in out and "1 Dense->Relu pair" in out and "bit-exact on 116 inputs" in out
@@ -87,13 +117,6 @@ def test_float_scale_epilogue_in_the_write_back(tmp_path: Path, capsys) -> None:
             "Quant_7_rescale (applyalpha) into Conv2D_Conv_1, bn_Add_0 (applyalpha) into Dense_MatMul_0, "
             "bn_Add_1 (applyalpha) into Dense_MatMul_1") in out
     assert "keeps its" not in out
-    fused_calls, unfused_calls = project.layer_calls(hls / "fused"), project.layer_calls(hls / "unfused")
-    assert [c for c in unfused_calls if c not in fused_calls] == [
-        ("normalize", "Quant_6_rescale"), ("relu", "Relu_0"), ("normalize", "Quant_7_rescale"), ("relu", "Relu_1"),
-        ("normalize", "bn_Add_0"), ("relu", "Relu_2"), ("normalize", "bn_Add_1")]
-    # ApplyAlpha and ReLU of each pair, and the logits' ApplyAlpha
-    assert len(unfused_calls) - len(fused_calls) == 7
-    assert project.stream_count(hls / "unfused") - project.stream_count(hls / "fused") == 7
     report = (hls / "report.md").read_text()
     for stages in ("Quant_6_rescale + Relu_0", "Quant_7_rescale + Relu_1", "bn_Add_0 + Relu_2"):
         assert report.count(f"removed (fused with {stages})") == 2  # producer -> ApplyAlpha -> ReLU FIFOs
@@ -118,16 +141,69 @@ FLOAT_SCALE = [
 def test_float_scale_epilogue_bit_exact(name: str, io_type: str, pairs: int, stages: int, fewer: int, compiled) -> None:
     from hls_backend import project
 
-    normalised, fused, _, x, _ = brevitas(name)
-    cfg = hls_backend.config_from_fused_onnx(fused)
+    normalised, fused, _, x, y_brevitas = brevitas(name)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision=WIDE)
     got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
+    assert (got.y.reshape(y_brevitas.shape).argmax(1) == y_brevitas.argmax(1)).mean() >= 0.9
     params = (got.output_dir / "firmware" / "parameters.h").read_text()
     assert params.count("// onnx_fuse: activation in the write-back") == pairs
     assert len(project.absorbed_stages(got.output_dir)) == stages
     assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == fewer
     if io_type == "io_stream":
         assert project.stream_count(ref.output_dir) - project.stream_count(got.output_dir) == fewer
+
+
+def float_scale_leaky_clip() -> onnx.ModelProto:
+    """Quant(x) -> Conv(Quant(W)) -> LeakyRelu(0.1) -> Flatten -> Gemm(Quant(W2), b) -> Clip(0, 6), every Quant scale
+    a float (not a power of 2): the other table activations after an ApplyAlpha (per-tensor on the conv, per-channel
+    on the Dense, whose float bias joins its ApplyAlpha)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in {
+        "W": rng.standard_normal((4, 1, 3, 3)), "W2": rng.standard_normal((5, 4 * 8 * 8)) * 0.2,
+        "b2": rng.standard_normal(5), "sx": 0.0173, "sw": 0.0219, "sw2": 0.00731, "z": 0.0, "b8": 8.0,
+        "lo": 0.0, "hi": 6.0,
+    }.items()]
+    quant = dict(domain=QONNX_DOMAIN, signed=1, narrow=1, rounding_mode="ROUND")
+    nodes = [
+        helper.make_node("Quant", ["x", "sx", "z", "b8"], ["qx"], **quant),
+        helper.make_node("Quant", ["W", "sw", "z", "b8"], ["qW"], **quant),
+        helper.make_node("Conv", ["qx", "qW"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["c"], ["l"], alpha=0.1),
+        helper.make_node("Flatten", ["l"], ["f"]),
+        helper.make_node("Quant", ["W2", "sw2", "z", "b8"], ["qW2"], **quant),
+        helper.make_node("Gemm", ["f", "qW2", "b2"], ["g"], transB=1),
+        helper.make_node("Clip", ["g", "lo", "hi"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "leaky_clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+    model.ir_version = 8
+    return prepare(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_type", ["io_stream", "io_parallel"])
+def test_float_scale_epilogue_leaky_relu_and_clip(io_type: str, compiled) -> None:
+    from hls_backend import project
+
+    normalised, _ = normalise(float_scale_leaky_clip())
+    fused, report = fuse(normalised)
+    assert report.pairs == 2
+    x = (np.random.default_rng(4).integers(-16, 17, (64, 1, 8, 8)) / 16).astype(np.float32)
+    # hls4ml types ApplyAlpha's scale with the model default: ap_fixed<16,6> would round these scales to 0
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<32,8>")
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert len(np.unique(got.y)) > 10  # not a saturated or zero design
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    assert params.count("// onnx_fuse: activation in the write-back") == 2
+    assert len(project.absorbed_stages(got.output_dir)) == 2
+    assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == 4
 
 
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
