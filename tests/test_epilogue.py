@@ -92,7 +92,7 @@ def test_report_lists_the_applyalpha_fifos_as_removed() -> None:
 
     fused, _ = fuse(normalise(load_onnx(MODELS / "digits_qcnn_float.onnx"))[0])
     cfg = hls_backend.config_from_fused_onnx(fused)
-    reports = [design_report(hls_backend.convert_from_fused_onnx(fused, hls_config=cfg, io_type="io_stream", fuse=f))
+    reports = [design_report(hls_backend.convert(fused, hls_config=cfg, io_type="io_stream", fuse=f))
                for f in (False, True)]
     table = comparison_table(*reports)
     for stages in ("Quant_6_rescale + Relu_0", "Quant_7_rescale + Relu_1", "bn_Add_0 + Relu_2"):
