@@ -32,3 +32,15 @@ def test_readme_usage_is_the_reference_usage():
     options = readme[readme.index("```\nonnx-fuse MODEL"):readme.index("\n\nExit codes:")]
     assert options in usage
     assert len(readme.splitlines()) < 250
+
+
+def test_the_site_builds_in_strict_mode(tmp_path):
+    """A broken link, a missing anchor or a page left out of the navigation fails the build (mkdocs.yml). Not
+    --quiet: mkdocs 1.6 then drops the warnings that strict mode turns into a failure."""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
