@@ -33,7 +33,7 @@ NAMES = ("digits_qcnn_float", "digits_fs_cnn_pt", "digits_fs_mlp")
 
 def apply_alpha_layers(model, config: dict) -> list[str]:
     """Names of the ApplyAlpha layers hls4ml makes from the float-scale Quants (the unfused design has them all)."""
-    graph = hls_backend.conversion(model, io_type="io_parallel", hls_config=config, fuse=False)
+    graph = hls_backend.convert(model, io_type="io_parallel", hls_config=config, fuse=False)
     return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
 
 

@@ -43,8 +43,17 @@ def qonnx_execute(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
         return execute_onnx(ModelWrapper(model), {model.graph.input[0].name: x})[model.graph.output[0].name]
 
 
-@pytest.mark.parametrize("name", ["digits_qcnn_po2", "digits_qcnn_outquant", "digits_qcnn_float"])
-@pytest.mark.parametrize("input_channels_last", [True, False], ids=["nhwc input", "nchw input"])
+@pytest.mark.parametrize(
+    "name, input_channels_last",
+    [
+        ("digits_qcnn_po2", True),
+        ("digits_qcnn_outquant", False),
+        pytest.param("digits_qcnn_po2", False, marks=pytest.mark.slow),
+        pytest.param("digits_qcnn_outquant", True, marks=pytest.mark.slow),
+        pytest.param("digits_qcnn_float", True, marks=pytest.mark.slow),
+        pytest.param("digits_qcnn_float", False, marks=pytest.mark.slow),
+    ],
+)
 def test_channels_last_qonnx_read_as_is(tmp_path, capsys, name, input_channels_last):
     path = channels_last(name, tmp_path / f"{name}_ch_last.onnx", input_channels_last)
     original = onnx.load(str(path))

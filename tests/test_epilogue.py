@@ -64,7 +64,7 @@ def test_gemm_without_bias_reaches_hls4ml() -> None:
     wrapped = ModelWrapper(graph)
     got = np.concatenate([execute_onnx(wrapped, {graph.graph.input[0].name: xi})[graph.graph.output[0].name] for xi in x])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    hls = hls_backend.conversion(fused, output_dir="unused", io_type="io_parallel")
+    hls = hls_backend.convert(fused, output_dir="unused", io_type="io_parallel")
     assert [layer.class_name for layer in hls.get_layers()].count("Dense") == 2
 
 

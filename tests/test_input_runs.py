@@ -3,19 +3,15 @@ naming the node and onnxruntime's reason."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parent.parent
+from onnx_fuse.cli import main
 
 
 def ir3_dense_bn(channels_in_scale: int) -> onnx.ModelProto:
-    """The IR-3 keras2onnx shape of Dense -> BN: Gemm -> Unsqueeze-free Transpose sandwich -> BN -> Relu, every
+    """An IR-3, opset-8 Dense -> BN -> ReLU (Gemm -> Unsqueeze -> BatchNormalization -> Squeeze -> Relu), every
     initializer also a graph input; the BN's scale has `channels_in_scale` entries for 4 channels."""
     rng = np.random.default_rng(0)
     inits = [
@@ -45,26 +41,23 @@ def ir3_dense_bn(channels_in_scale: int) -> onnx.ModelProto:
     return model
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "onnx_fuse", *args], capture_output=True, text=True, cwd=REPO)
-
-
-def test_input_onnxruntime_cannot_run_is_refused_as_the_input(tmp_path):
+def test_input_onnxruntime_cannot_run_is_refused_as_the_input(tmp_path, capsys):
     bad = tmp_path / "three_layer_bn.onnx"
     onnx.save(ir3_dense_bn(channels_in_scale=1), str(bad))
-    run = run_cli(str(bad), str(tmp_path / "out.onnx"), "-q")
-    assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr == (
+    assert main([str(bad), str(tmp_path / "out.onnx"), "-q"]) == 2
+    run = capsys.readouterr()
+    assert run.out == ""
+    assert run.err == (
         f"onnx-fuse: error: {bad} as given does not run in onnxruntime: node 'batch_norm' (BatchNormalization): "
         "Invalid input scale: 0th dimension != 4\n"
     )
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_the_same_file_with_consistent_shapes_goes_through(tmp_path):
+def test_the_same_file_with_consistent_shapes_goes_through(tmp_path, capsys):
     """The negative control: only the BN's scale differs, and the file fuses with parity."""
     good = tmp_path / "three_layer_bn.onnx"
     onnx.save(ir3_dense_bn(channels_in_scale=4), str(good))
-    run = run_cli(str(good), str(tmp_path / "out.onnx"), "-q")
-    assert run.returncode == 0, run.stderr
-    assert "parity input onnx vs onnx" in run.stdout and "1 Dense->Relu pair" in run.stdout
+    assert main([str(good), str(tmp_path / "out.onnx"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "parity input onnx vs onnx" in out and "1 Dense->Relu pair" in out

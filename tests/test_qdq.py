@@ -44,6 +44,13 @@ def test_quantize_static_model_through_the_cli(tmp_path, capsys):
     assert parity["input onnx vs onnx"]["max_abs_err"] == 0.0 and parity["input onnx vs onnx"]["samples"] == 116
     assert parity["onnx vs fused"]["max_abs_err"] == 0.0
     assert summary["pairs_by_op"] == {"ConvQuantRelu": 2, "DenseQuantClip": 1}
+    assert summary["passes"]["qdq_to_quant"] == [
+        "3 int32 biases dequantized to float32",
+        "QuantizeLinear 'Identity:0_QuantizeLinear': zero point 130 of [0, 255] as a 9-bit zero point 0 clipped to "
+        "[-130, 125] steps",
+        "21 QuantizeLinear/DequantizeLinear nodes -> 12 qonnx Quant (qonnx QCDQToQuant)",
+        "3 Quant nodes that repeat the Quant before them across MaxPool/Transpose/Reshape dropped",
+    ]
     fused = onnx.load(str(out))
     assert not QDQ_OPS & {n.op_type for n in fused.graph.node}
     x = np.load(MODELS / "digits_cnn_qdq.npz")["x"]

@@ -287,6 +287,49 @@ def shape_ops_before_quantize(graph: Graph) -> int:
     return moved
 
 
+# Ops that only move or select values: their output holds values of their input and nothing else.
+VALUE_PRESERVING = {"MaxPool", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def same_quant(a: onnx.NodeProto, b: onnx.NodeProto, inits: dict[str, np.ndarray]) -> bool:
+    if a.op_type != "Quant" or b.op_type != "Quant" or a.domain != b.domain:
+        return False
+    attrs = [{x.name: helper.get_attribute_value(x) for x in n.attribute} for n in (a, b)]
+    params = [[inits.get(name) for name in n.input[1:4]] for n in (a, b)]
+    if any(p is None for group in params for p in group):
+        return False
+    return attrs[0] == attrs[1] and all(np.array_equal(x, y) for x, y in zip(*params))
+
+
+def redundant_quants(model: onnx.ModelProto) -> int:
+    """Drop a Quant that repeats the Quant before it across ops that only move values (onnxruntime's QDQ format
+    requantizes around every MaxPool, Transpose and Reshape with the same parameters). Its input values are already
+    (k - zeropt) * scale with k in range, which the same Quant returns unchanged, so dropping it is exact; hls4ml
+    1.3 builds a broken design (a stream left with unread data) for the ApplyAlpha layers of a repeated float-scale
+    Quant between a Transpose and a Reshape."""
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    outputs = {o.name for o in model.graph.output}
+    dropped = []
+    for node in model.graph.node:
+        if node.op_type != "Quant" or node.output[0] in outputs:
+            continue
+        source = producer.get(node.input[0])
+        while source is not None and source.op_type in VALUE_PRESERVING:
+            source = producer.get(source.input[0])
+        if source is not None and same_quant(source, node, inits):
+            dropped.append(node)
+    renamed = {node.output[0]: node.input[0] for node in dropped}
+    for node in dropped:
+        model.graph.node.remove(node)
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            while name in renamed:
+                name = renamed[name]
+            node.input[index] = name
+    return len(dropped)
+
+
 def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if not any(node.op_type in QDQ for node in model.graph.node):
         return model, []
@@ -328,4 +371,6 @@ def apply(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         raise InputError(f"{where(node)} cannot become a qonnx Quant: {reason}")
     made = sum(n.op_type == "Quant" for n in model.graph.node) - quants
     changes.append(f"{before} QuantizeLinear/DequantizeLinear nodes -> {made} qonnx Quant (qonnx QCDQToQuant)")
+    if repeated := redundant_quants(model):
+        changes.append(f"{repeated} Quant nodes that repeat the Quant before them across MaxPool/Transpose/Reshape dropped")
     return qonnx_ops.prepare(model), changes
