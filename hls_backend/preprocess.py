@@ -62,6 +62,25 @@ def inline_and_tag(model: onnx.ModelProto) -> onnx.ModelProto:
     return inlined
 
 
+def explicit_gemm_bias(model: onnx.ModelProto) -> None:
+    """Give a bias-less Gemm (PyTorch's `nn.Linear(bias=False)` from the dynamo exporter, Brevitas'
+    `QuantLinear(bias=False)`) an explicit zero bias: qonnx 1.0's GemmToMatMul reads the third input unconditionally
+    (IndexError). x + 0 is x, so the numbers do not change."""
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm" and (len(n.input) < 3 or not n.input[2])]
+    if not gemms:
+        return
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    shapes.update({v.name: v.type.tensor_type.shape.dim for v in model.graph.output})
+    for node in gemms:
+        dims = shapes.get(node.output[0])
+        if not dims or not dims[-1].HasField("dim_value"):
+            raise UnsupportedModelError(f"Gemm '{node.name}' has no bias and no known output width")
+        name = f"{node.name or node.output[0]}_zero_bias"
+        model.graph.initializer.append(numpy_helper.from_array(np.zeros(dims[-1].dim_value, np.float32), name))
+        del node.input[2:]
+        node.input.append(name)
+
+
 def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     """hls4ml's documented qonnx recipe, with GemmToMatMul moved before channels-last (qonnx reads any transB
     attribute as true, including tf2onnx's explicit transB=0, unless the Gemm is gone first)."""
@@ -127,7 +146,9 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
-    channels_last = qonnx_channels_last(inline_and_tag(original))
+    inlined = inline_and_tag(original)
+    explicit_gemm_bias(inlined)
+    channels_last = qonnx_channels_last(inlined)
     check_dense_bias_scales(channels_last)
     clip_bounds_as_attributes(channels_last)
     marks = {
