@@ -18,7 +18,7 @@ The models cover the layers PyTorch users build hls4ml designs from, and each ex
 - mlp         Linear-ReLU, Linear-Hardtanh(-1, 1), Linear-ReLU6, Linear
 - upsample    Conv2d-ReLU, MaxPool2d, Upsample(scale 2, nearest), Conv2d-ReLU, Upsample(scale 2, nearest),
               Conv2d (a small conv autoencoder: Resize in both exporters)
-- stem        Conv2d-ReLU(inplace), MaxPool2d(3, 2, padding=1), Flatten, Linear(bias=False)-BatchNorm1d-ReLU,
+- stem        Conv2d-ReLU(inplace), MaxPool2d(2), Flatten, Linear(bias=False)-BatchNorm1d-ReLU,
               Dropout, Linear(bias=False) (dynamo: Gemm without a bias input)
 """
 
@@ -135,7 +135,7 @@ class Upsample(nn.Module):
 class Stem(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1))
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(4 * 4 * 4, 8, bias=False), bn(8, dim=1), nn.ReLU(), nn.Dropout(0.2),
             nn.Linear(8, 3, bias=False),
