@@ -9,7 +9,7 @@ from typing import Any
 import onnx
 
 from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
-from hls_backend.preprocess import preprocess
+from hls_backend.preprocess import check_stream_pools, preprocess
 from hls_backend.registration import register
 
 
@@ -57,6 +57,8 @@ def convert(
     """
     register()
     graph, marks = preprocess(model)
+    if io_type == "io_stream":
+        check_stream_pools(graph)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
     if fuse:

@@ -161,6 +161,18 @@ def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
         )
 
 
+def check_stream_pools(model: onnx.ModelProto) -> None:
+    """hls4ml 1.3's io_stream pooling asserts that a pool has no padding (nnet_pooling_stream.h): a padded MaxPool
+    (PyTorch's `MaxPool2d(3, 2, padding=1)`) converts, then aborts C-sim. Refused before anything compiles."""
+    for node in model.graph.node:
+        pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+        if "Pool" in node.op_type and any(pads):
+            raise UnsupportedModelError(
+                f"not supported on the hls4ml path: {node.op_type} '{node.name}' with padding {pads} in io_stream "
+                "(hls4ml 1.3's stream pooling requires unpadded pools)"
+            )
+
+
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)

@@ -61,9 +61,6 @@ class Resize_v1(ChannelsLastWrappedOp):  # noqa: N801 (qonnx's registry reads th
         return helper.make_node("Constant", [], [self.onnx_node.output[0]], name=self.onnx_node.name,
                                 value=numpy_helper.from_array(np.zeros(out, dtype=np.float32)))
 
-    def verify_node(self) -> list[str]:
-        return ChannelsLastWrappedOp.verify_node(self)
-
 
 def _attr(node: onnx.NodeProto, name: str, default: str) -> str:
     attr = next((a for a in node.attribute if a.name == name), None)

@@ -18,6 +18,8 @@ The models cover the layers PyTorch users build hls4ml designs from, and each ex
 - mlp         Linear-ReLU, Linear-Hardtanh(-1, 1), Linear-ReLU6, Linear
 - upsample    Conv2d-ReLU, MaxPool2d, Upsample(scale 2, nearest), Conv2d-ReLU, Upsample(scale 2, nearest),
               Conv2d (a small conv autoencoder: Resize in both exporters)
+- stem        Conv2d-ReLU(inplace), MaxPool2d(2), Flatten, Linear(bias=False)-BatchNorm1d-ReLU,
+              Dropout, Linear(bias=False) (dynamo: Gemm without a bias input)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -129,6 +132,19 @@ class Upsample(nn.Module):
         return self.layers(x)
 
 
+class Stem(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * 4 * 4, 8, bias=False), bn(8, dim=1), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(8, 3, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...]]] = {
     "cnn_bn": (CnnBn, (3, 12, 12)),
     "mbv2": (InvertedResidual, (3, 6, 6)),
@@ -136,6 +152,7 @@ MODELS: dict[str, tuple[type[nn.Module], tuple[int, ...]]] = {
     "conv1d": (Conv1dLeaky, (2, 20)),
     "mlp": (Mlp, (10,)),
     "upsample": (Upsample, (1, 6, 6)),
+    "stem": (Stem, (3, 8, 8)),
 }
 
 
@@ -155,6 +172,15 @@ def export(name: str, module: nn.Module, example: torch.Tensor) -> None:
         stale.unlink(missing_ok=True)
     torch.onnx.export(module, (example,), str(dynamo), dynamo=True, input_names=["x"], output_names=["y"],
                       external_data=True)
+    # The dynamo exporter records each node's Python stack trace (absolute paths, line numbers of this script) as
+    # node metadata: dropped, so the files do not depend on where and from which revision they were made. The graph
+    # file alone is rewritten; the weights stay in the .data file exactly as the exporter wrote it.
+    graph = onnx.load(str(dynamo), load_external_data=False)
+    for node in graph.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(graph, str(dynamo))
     torch.onnx.export(module, (example,), str(HERE / f"torch_{name}_ts.onnx"), dynamo=False, input_names=["x"],
                       output_names=["y"], opset_version=13)
 

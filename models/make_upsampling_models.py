@@ -1,6 +1,7 @@
 """Build the Keras upsampling models for onnx-fuse's upsampling tests (tf2onnx's UpSampling idiom -> Resize).
 
-Run: `python models/make_upsampling_models.py`. Deterministic (fixed seeds); seconds on a CPU. No training: the
+Run: `python models/make_upsampling_models.py`. Deterministic (fixed seeds: the same weights and inputs on every
+run; only the save date inside the .keras zip changes); seconds on a CPU. No training: the
 graphs are what matters, weights are seeded random with random biases so every ReLU cuts.
 - conv_autoencoder_up2d.keras  a conv autoencoder as hls4ml users build them: Conv2D-ReLU, MaxPool2D,
                                Conv2D-ReLU, MaxPool2D, UpSampling2D, Conv2D-ReLU, UpSampling2D, Conv2D (8x8x1)

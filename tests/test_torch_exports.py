@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import MODELS, op_types
 
 # fused pairs per model (counted by hand from make_torch_models.py: every Conv/Linear followed by its activation)
-TORCH_PAIRS = {"cnn_bn": 3, "mbv2": 3, "resblock": 2, "conv1d": 2, "mlp": 3, "upsample": 2}
+TORCH_PAIRS = {"cnn_bn": 3, "mbv2": 3, "resblock": 2, "conv1d": 2, "mlp": 3, "upsample": 2, "stem": 2}
 TORCH_FILES = [f"torch_{name}_{exporter}.onnx" for name in TORCH_PAIRS for exporter in ("dynamo", "ts")]
 NOT_FOR_HLS4ML = {"ReduceMean", "Tile", "Unsqueeze", "Squeeze"}
 

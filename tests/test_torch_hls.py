@@ -80,6 +80,7 @@ def test_model_is_bit_exact_and_close_to_onnxruntime(name: str, tmp_path: Path) 
     ("torch_mbv2_dynamo.onnx", {"Pooling2D", "DepthwiseConv2D", "Merge"}),  # x.mean((2, 3)) without keepdims
     ("torch_upsample_ts.onnx", {"Resize"}),
     ("conv_autoencoder_up1d.keras", {"Resize"}),
+    ("torch_stem_dynamo.onnx", {"Dense", "Pooling2D"}),  # Gemm without a bias input
 ])
 def test_hls4ml_converts_the_idioms(name: str, layers: set[str], tmp_path: Path) -> None:
     """hls4ml 1.3 builds its own layers for each idiom (conversion only, no compile)."""
@@ -135,3 +136,22 @@ def test_upsampling_hls4ml_would_get_wrong_is_refused_in_one_line(height, width,
     assert code == 2 and len(err) == 1, err
     assert "not supported on the hls4ml path: Resize" in err[0] and reason in err[0], err
     assert not out.exists()
+
+
+def test_padded_max_pool_in_io_stream_is_refused_before_compiling(tmp_path: Path, capsys) -> None:
+    """PyTorch's MaxPool2d(3, 2, padding=1): hls4ml 1.3's stream pooling asserts in C-sim; refused in one line."""
+    from onnx_fuse.cli import main
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")])
+    src = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(src))
+    code = main([str(src), str(tmp_path / "out.onnx"), "--hls-out", str(tmp_path / "hls"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "MaxPool" in err[0] and "padding" in err[0] and "io_stream" in err[0], err
