@@ -173,10 +173,28 @@ def check_stream_pools(model: onnx.ModelProto) -> None:
             )
 
 
+def check_zero_points(model: onnx.ModelProto) -> None:
+    """hls4ml 1.3's QONNX flow turns a Quant into its layer's type or an ApplyAlpha by its scale alone
+    (QuantToActivation, FuseQuantWithConstant match on the scale and never look at the zero point): a non-zero zero
+    point would be dropped and the design compute something else, silently. Refused before any conversion."""
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Quant" or len(node.input) < 3:
+            continue
+        zero_point = constants.get(node.input[2])
+        if zero_point is None or np.any(zero_point != 0):
+            raise UnsupportedModelError(
+                f"Quant '{node.name or node.output[0]}' has a {'runtime' if zero_point is None else 'non-zero'} zero "
+                "point, which hls4ml 1.3's QONNX flow ignores (the design would compute something else): quantize "
+                "with zero point 0 (symmetric) for the hls4ml path"
+            )
+
+
 def preprocess(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """onnx-fuse file (or any plain ONNX graph) -> (channels-last graph for hls4ml, {activation node: fused op})."""
     original = load_model(model)
     inlined = inline_and_tag(original)
+    check_zero_points(inlined)
     uniform_po2_weight_scales(inlined)  # per-channel power-of-2 weight scales, which hls4ml 1.3 cannot convert
     channels_last = qonnx_channels_last(inlined)
     check_dense_bias_scales(channels_last)

@@ -99,3 +99,23 @@ def test_report_lists_the_applyalpha_fifos_as_removed() -> None:
         assert table.count(f"removed (fused with {stages})") == 2, table
     assert table.count("removed (fused with bn_Add_1)") == 1
     assert "| FIFO streams | 18 | 11 | -7 |" in table and "| dataflow processes | 19 | 12 | -7 |" in table
+
+
+def test_a_quant_with_a_non_zero_zero_point_is_refused_on_the_hls_path():
+    """hls4ml 1.3 matches a Quant on its scale alone and would drop the zero point: refused, not built wrong."""
+    from hls_backend.preprocess import UnsupportedModelError
+
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+             (("scale", 0.25), ("zero_point", 3.0), ("bits", 8.0))]
+    graph = helper.make_graph(
+        [helper.make_node("Quant", ["x", "scale", "zero_point", "bits"], ["q"], name="q_in",
+                          domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND"),
+         helper.make_node("Relu", ["q"], ["y"])],
+        "zp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("qonnx.custom_op.general", 1)])
+    with pytest.raises(UnsupportedModelError, match="Quant 'q_in' has a non-zero zero point"):
+        preprocess(model)
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(0.0, np.float32), "zero_point"))
+    preprocess(model)  # zero point 0: converts
