@@ -5,8 +5,8 @@
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
 by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write`
 reruns every command and rewrites the blocks; without it the script compares (timings excepted), as
-tests/test_docs.py does for the blocks not marked slow (hls4ml builds, benchmarks). A `setup:` clause names a
-function below that prepares the directory."""
+tests/test_docs.py does (the blocks marked slow under -m slow). A `setup:` clause names a function below that
+prepares the directory."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ VARYING = [(re.compile(r"^(\s*time:).*$", re.M), r"\1 ...")]
 @dataclass
 class Block:
     page: Path
-    expensive: bool  # marked "(slow)": builds and compiles hls4ml projects, or runs a benchmark
+    expensive: bool  # marked "(slow)": loads TensorFlow, builds hls4ml projects or runs a benchmark
     command: str
     setup: str | None
     text: str
@@ -57,15 +57,18 @@ def untrusted(folder: Path) -> None:
     from test_keras_safety import touching_lambda
 
     inp = k.Input((4,))
-    lam = k.layers.Lambda(touching_lambda(folder / "pwned"))
+    lam = k.layers.Lambda(touching_lambda(folder / "pwned"), name="lambda")
     k.Model(inp, k.layers.Dense(3, activation="relu")(lam(inp))).save(folder / "untrusted.h5")
     (folder / "pwned").unlink()  # building the model called the Lambda once
 
 
 def keras2_cnn(folder: Path) -> None:
     """tests/test_legacy.py's Keras-2-era model, saved by tf-keras as .h5, .json and weights."""
+    import tf_keras
+
     from test_legacy import keras2_model
 
+    tf_keras.backend.clear_session()  # layer names count from 1 whatever ran before in this process
     model = keras2_model()
     model.save(folder / "keras2_cnn.h5")
     (folder / "keras2_cnn.json").write_text(model.to_json())

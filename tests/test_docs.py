@@ -1,5 +1,6 @@
-"""The docs stay true: recorded command output matches a rerun (the commands that build no hls4ml project; the
-rest are rewritten by `python tests/recorded.py --write`), and the README's usage is the one in docs/usage.md."""
+"""The docs stay true: recorded command output matches a rerun (blocks marked slow, which load TensorFlow, build
+hls4ml projects or run benchmarks, under -m slow; `python tests/recorded.py --write` rewrites them all), the README's
+usage is the one in docs/usage.md, and the site builds in strict mode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ EXPENSIVE = [b for page in recorded.pages() for b in recorded.blocks(page) if b.
 
 
 def test_every_page_has_its_recorded_blocks_found():
-    assert len(CHEAP) >= 4 and len(EXPENSIVE) >= 4
+    assert len(CHEAP) >= 1 and len(EXPENSIVE) >= 8
 
 
 @pytest.mark.parametrize("block", CHEAP, ids=lambda b: f"{b.page.name}:{b.command[:50]}")

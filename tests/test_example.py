@@ -14,6 +14,7 @@ pytest.importorskip("qkeras", reason="the qkeras extra (qkeras-v3) is not instal
 
 
 @pytest.mark.hls
+@pytest.mark.slow  # two compiles, ~30 s of CPU: the tutorial's steps are each covered by default tests
 def test_the_tutorial_runs_and_shows_fused_equal_to_unfused(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "examples" / "tutorial.py")], cwd=tmp_path,
                             capture_output=True, text=True, timeout=1200)

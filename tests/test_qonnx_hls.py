@@ -27,6 +27,8 @@ def brevitas(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarr
     return normalised, fused, report.pairs, data["x"], data["y_brevitas"]
 
 
+# power-of-2 Quant nodes setting the types with no config are covered by default by the QKeras and QDQ tests
+@pytest.mark.slow
 @pytest.mark.parametrize("name, io_type", [("digits_qcnn_po2", "io_stream"), ("digits_qcnn_outquant", "io_parallel")])
 def test_brevitas_po2_bit_exact_fused_unfused_and_brevitas(name: str, io_type: str, compiled) -> None:
     normalised, fused, pairs, x, y_brevitas = brevitas(name)

@@ -40,6 +40,7 @@ def results(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a local cluster and a C-sim that exceeds its memory limit: ~40 s of CPU
 def test_failing_points_are_rows_a_rerun_skips_them_and_dir_keeps_the_users_file(tmp_path):
     """Real Dask, 2 workers, points that fail fast without a compile: over a worker memory limit that the C-sim
     processes exceed, and (rerun with --retry-failed, no limit) a precision hls4ml refuses. Each fails alone with
