@@ -170,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         name, code = (interrupt.args[0], interrupt.exit_code) if isinstance(interrupt, Interrupted) else ("SIGINT", 130)
         print(f"onnx-fuse: interrupted by {name}: stopped, no output written", file=sys.stderr)
         return code
-    finally:  # main() called from Python (the tests) gives the caller its handlers back
+    finally:  # main() called from Python (the tests, a notebook) gives the caller its handlers back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.unraisablehook = unraisable_hook
+        SIGNALS.reset()  # a signal this run received must not stop a later run() or fuse() in the same process
 
 
 def entry() -> None:

@@ -402,6 +402,7 @@ def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     assert_fused_design(got.output_dir, ref.output_dir, 2, io_type)
 
 
+@pytest.mark.slow  # Dense -> ReLU in the write-back is covered by default by the float-scale epilogue test's Dense
 def test_dense_relu_mlp_bit_exact_and_relu_not_lost(keras_graphs, compiled) -> None:
     """digits_mlp (Dense -> ReLU twice): the ReLU moves into the Dense write-back, fused == unfused, and the design
     follows onnxruntime closely enough that the same MLP without ReLUs would show."""

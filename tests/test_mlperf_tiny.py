@@ -185,6 +185,7 @@ def csim_matches_onnxruntime(fused: onnx.ModelProto, x: np.ndarray, tmp_path: Pa
     assert np.abs(no_relu - expected).max() > 2 * tol
 
 
+@pytest.mark.slow  # one compile pair; GlobalAveragePool in hls4ml is covered by default by test_torch_hls
 def test_global_average_pool_and_batchnorm_after_a_pool_match_onnxruntime(tmp_path: Path) -> None:
     """Two conversions hls4ml 1.3 got wrong, in one design (one pair of compiles):
     - GlobalAveragePool: hls4ml alone averaged the wrong axes; rewritten as a channels-last AveragePool it is right
