@@ -201,6 +201,20 @@ def check_counts(args: argparse.Namespace) -> str | None:
     return None
 
 
+def failure_exit_code(exc: Exception, verbose: bool) -> int:
+    """A command's failure as one stderr line and its exit code (EXIT_CODES), for the main command and the
+    subcommands alike; an error a library raised because a signal interrupted it goes on to main()."""
+    if interruption(exc) is not None:
+        raise exc
+    if isinstance(exc, FuseError):
+        print(f"onnx-fuse: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if verbose:  # a bug: one line by default, the traceback with -v
+        traceback.print_exc()
+    print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+    return 1
+
+
 def run_cli(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["estimate"]:  # the subcommand (a model file named `estimate` is given as ./estimate)
@@ -238,16 +252,7 @@ def run_cli(argv: list[str] | None) -> int:
         with native_noise_dropped(handler, args.verbose):
             result = run(args.model, args.output, options)
     except Exception as exc:
-        if interruption(exc) is not None:  # a library's error raised because a signal interrupted it
-            raise
-        if isinstance(exc, FuseError):
-            print(f"onnx-fuse: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        # a bug: one line by default, the traceback with -v
-        if args.verbose:
-            traceback.print_exc()
-        print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
-        return 1
+        return failure_exit_code(exc, args.verbose)
     # The output is in place. A signal while printing (stdout may be a pipe nobody reads) stops the printing.
     SIGNALS.committed = False
     try:

@@ -9,10 +9,9 @@ import logging
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
-from onnx_fuse.errors import FuseError, InputError, first_line, interruption, library_failures_are_input_errors
+from onnx_fuse.errors import InputError, first_line, library_failures_are_input_errors
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,7 +132,7 @@ def summary(args: argparse.Namespace, result: dict) -> str:
 
 def run(argv: list[str]) -> int:
     """The `estimate` subcommand; `argv` is what follows the word `estimate`."""
-    from onnx_fuse.cli import native_noise_dropped, quiet_libraries, setup_logging
+    from onnx_fuse.cli import failure_exit_code, native_noise_dropped, quiet_libraries, setup_logging
 
     args = parser().parse_args(argv)
     quiet_libraries()
@@ -149,15 +148,7 @@ def run(argv: list[str]) -> int:
         with native_noise_dropped(handler, args.verbose):
             result = estimate(args, log)
     except Exception as exc:
-        if interruption(exc) is not None:
-            raise
-        if isinstance(exc, FuseError):
-            print(f"onnx-fuse: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        if args.verbose:
-            traceback.print_exc()
-        print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
-        return 1
+        return failure_exit_code(exc, args.verbose)
     try:
         print(as_json(args, result) if args.json else summary(args, result))
     except BrokenPipeError:

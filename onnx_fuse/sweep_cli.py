@@ -18,14 +18,13 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from onnx_fuse.errors import (
-    SIGNALS, FuseError, InputError, Interrupted, first_line, interruption, raise_if_signalled,
+    SIGNALS, InputError, Interrupted, first_line, interruption, raise_if_signalled,
 )
 from onnx_fuse.sweep import Point, Shared, grid, kill_csim_children, run_point
 from onnx_fuse.sweep_dir import OutDir, check_out_dir
@@ -109,7 +108,7 @@ def check_args(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str]) -> int:
     """Called by onnx_fuse.cli.main (its SIGINT/SIGTERM handlers raise Interrupted)."""
-    from onnx_fuse.cli import native_noise_dropped, quiet_libraries, setup_logging
+    from onnx_fuse.cli import failure_exit_code, native_noise_dropped, quiet_libraries, setup_logging
 
     args = parser().parse_args(argv)
     quiet_libraries()
@@ -125,15 +124,7 @@ def main(argv: list[str]) -> int:
         with native_noise_dropped(handler, args.verbose):
             return sweep(args)
     except Exception as exc:
-        if interruption(exc) is not None:
-            raise
-        if isinstance(exc, FuseError):
-            print(f"onnx-fuse: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        if args.verbose:
-            traceback.print_exc()
-        print(f"onnx-fuse: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
-        return 1
+        return failure_exit_code(exc, args.verbose)
 
 
 def prepare(args: argparse.Namespace) -> Shared:

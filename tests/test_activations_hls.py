@@ -4,7 +4,6 @@ wrong) in both designs alike cannot pass. One io type per family by default; the
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
