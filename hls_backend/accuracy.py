@@ -51,6 +51,21 @@ def csim_vs_onnx(y_csim: np.ndarray, y_onnx: np.ndarray) -> Accuracy:
     return Accuracy(samples, err, top1, far)
 
 
+def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str) -> str | None:
+    """Why a design is far from the model, for the summary: the first layer that overflows `precision` (see
+    overflow_warning), else its fractional bits. None when the precision is not an ap_fixed type."""
+    overflow = overflow_warning(model, x, precision)
+    match = AP_FIXED.search(precision)
+    if overflow is not None or match is None:
+        return overflow
+    unsigned, width, integer = match.group(1), int(match.group(2)), int(match.group(3))
+    return (
+        f"the design is far from the model and no layer's values leave {precision}: rounding to its "
+        f"{width - integer} fractional bits is the likely cause; raise them, e.g. --precision "
+        f"'ap_{unsigned}fixed<{width + 4},{integer}>'"
+    )
+
+
 def overflow_warning(model: onnx.ModelProto, x: np.ndarray, precision: str) -> str | None:
     """The first node (in graph order) whose output exceeds the signed range of `precision`, and the precision with
     enough integer bits for every node's values (same fractional bits). None when nothing overflows or the default

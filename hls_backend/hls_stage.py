@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hls_backend.accuracy import Accuracy, csim_vs_onnx, overflow_warning
+from hls_backend.accuracy import Accuracy, csim_vs_onnx, far_warning
 from onnx_fuse.errors import SIGNALS, InputError, ParityError, first_line
 from onnx_fuse.patterns import fused_nodes
 from onnx_fuse.regular_file import open_regular
@@ -256,7 +256,7 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
                     len(fused_nodes(fused)), absorbed=absorbed_stages(dirs[True]), seconds=seconds,
                     outputs={"fused": outputs[True], "unfused": outputs[False]})
-    hls.accuracy = accuracy_against_onnx(fused, x, outputs[True], options.precision)
+    hls.accuracy = accuracy_against_onnx(fused, x, outputs[True], options)
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess
         from hls_backend.project import kept_stages
@@ -269,10 +269,11 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     return hls  # bit_exact False is the caller's to act on (run_hls raises after installing the projects)
 
 
-def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndarray, precision: str) -> Accuracy | None:
+def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndarray, options: HlsOptions
+                          ) -> Accuracy | None:
     """The design against the model it was built from (fused vs unfused says nothing here: equal by construction).
     Compared where the output is a vector per input; a feature map is channels-last in hls4ml, so not element-wise
-    comparable."""
+    comparable. The hint reads the default precision: a --config may give layers other types."""
     from onnx_fuse.verify import run_onnx
 
     y_onnx = run_onnx(fused, {fused.graph.input[0].name: x})[0]
@@ -280,7 +281,9 @@ def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndar
         return None
     accuracy = csim_vs_onnx(y_csim, y_onnx.reshape(len(x), -1))
     if accuracy.far:
-        accuracy.warning = overflow_warning(fused, x, precision)
+        accuracy.warning = far_warning(fused, x, options.precision)
+        if accuracy.warning is not None and options.config is not None:
+            accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
     return accuracy
 
 

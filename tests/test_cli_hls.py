@@ -227,7 +227,7 @@ def test_a_design_far_from_the_model_names_the_layer_and_the_precision(tmp_path,
 def test_overflow_warning_on_tiny2_at_the_default_precision(tmp_path):
     """tiny2 (float) at hls4ml's ap_fixed<16,6>: its second conv's values reach 70 on the real images, beyond the
     type's 32 (onnxruntime only, no compile: the design-level check is the slow test above)."""
-    from hls_backend.accuracy import csim_vs_onnx, overflow_warning
+    from hls_backend.accuracy import csim_vs_onnx, far_warning, overflow_warning
     from onnx_fuse.pipeline import Options, run
 
     fused = run(MODELS / "tiny2_float.h5", tmp_path / "t.onnx", Options(verify=False)).model
@@ -236,6 +236,10 @@ def test_overflow_warning_on_tiny2_at_the_default_precision(tmp_path):
     assert warning is not None and "Conv_1 is the first layer whose values leave ap_fixed<16,6>" in warning, warning
     assert "--precision 'ap_fixed<18,8>'" in warning
     assert overflow_warning(fused, x, "ap_fixed<18,8>") is None
+    # far with nothing overflowing: the fractional bits are named instead
+    assert far_warning(fused, x, "ap_fixed<16,6>") == warning
+    assert "rounding to its 2 fractional bits" in far_warning(fused, x, "ap_fixed<10,8>")
+    assert "--precision 'ap_fixed<14,8>'" in far_warning(fused, x, "ap_fixed<10,8>")
 
     y = np.array([[0.0, 1.0, 2.0], [3.0, 2.0, 1.0]])
     assert csim_vs_onnx(y, y).far is False and csim_vs_onnx(y, y).top1_agree == 2
