@@ -14,7 +14,6 @@ from onnx_fuse.errors import InputError
 from onnx_fuse.keras_loaders import check_static_inputs
 from onnx_fuse.load import Source, checked_onnx, load
 from onnx_fuse.pipeline import Options, Result, process
-from onnx_fuse.preflight import check_input_path
 from onnx_fuse.verify import Feeds
 
 
@@ -43,8 +42,7 @@ def fuse(
 
 def source_of(model: Any, weights: Path | None) -> Source:
     if isinstance(model, (str, Path)):
-        check_input_path(Path(model))
-        return load(Path(model), weights)
+        return load(Path(model), weights)  # it checks the path as the CLI's preflight does
     if weights is not None:
         raise InputError("weights go with an architecture .json path, not with a model object")
     if isinstance(model, onnx.ModelProto):

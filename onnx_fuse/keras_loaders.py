@@ -3,6 +3,7 @@ onnx_fuse/keras_safety.py has already checked: the one place a Keras file become
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -58,17 +59,25 @@ def load_keras(path: Path, read: Callable[[Any], Any]) -> tuple[Any, str, str | 
     return model, loader, note
 
 
-def load_qkeras(path: Path, qkeras_classes: list[str]) -> Any:
-    """Load a QKeras model; one InputError line when qkeras-v3 is missing or the file does not load."""
+def qkeras_utils(path: Path, qkeras_classes: list[str]) -> tuple[Any, Any]:
+    """Keras and qkeras-v3's utils module; one InputError line naming the extra when qkeras-v3 is missing."""
     try:
         with native_stderr_silenced():
             import keras
-            from qkeras.utils import load_qmodel
+
+            # by module path: qkeras' package attribute `utils` is keras.utils (its __init__ rebinds the name)
+            utils = importlib.import_module("qkeras.utils")
     except ImportError as exc:
         raise InputError(f"{path} is a QKeras model ({', '.join(qkeras_classes)}): {QKERAS_EXTRA_HINT}") from exc
+    return keras, utils
+
+
+def load_qkeras(path: Path, qkeras_classes: list[str]) -> Any:
+    """Load a QKeras model; one InputError line when qkeras-v3 is missing or the file does not load."""
+    keras, utils = qkeras_utils(path, qkeras_classes)
     try:
         with safe_mode(keras):  # load_qmodel passes no safe_mode: Keras 3's default, forced on here
-            model = load_qmodel(str(path), compile=False)
+            model = utils.load_qmodel(str(path), compile=False)
     except Exception as exc:
         raise InputError(describe_keras_failure(path, exc)) from exc
     check_static_inputs(model)
@@ -85,23 +94,18 @@ def load_qkeras_json(path: Path, architecture: str, weights: Path, qkeras_classe
     beside the `model_weights` group that Keras 2's save_weights wrote at the root of the weights file. So such a
     pair is put together as that .h5 (a temporary file) and loaded with qkeras-v3's load_qmodel, exactly as a
     QKeras .h5 is."""
-    try:
-        with native_stderr_silenced():
-            import keras
-            from qkeras.utils import load_qmodel, quantized_model_from_json
-    except ImportError as exc:
-        raise InputError(f"{path} is a QKeras model ({', '.join(qkeras_classes)}): {QKERAS_EXTRA_HINT}") from exc
+    keras, utils = qkeras_utils(path, qkeras_classes)
     try:
         if "module" in json.loads(architecture):  # Keras 3's serialization
             with safe_mode(keras):  # quantized_model_from_json passes no safe_mode: Keras 3's default, forced on
-                model = quantized_model_from_json(architecture)
+                model = utils.quantized_model_from_json(architecture)
             model.load_weights(str(weights))
         else:
             with tempfile.TemporaryDirectory(prefix="onnx_fuse_qkeras_") as tmp:
                 legacy = Path(tmp) / "model.h5"
                 legacy_h5(architecture, weights, legacy)
                 with safe_mode(keras):  # load_qmodel passes no safe_mode: Keras 3's default, forced on here
-                    model = load_qmodel(str(legacy), compile=False)
+                    model = utils.load_qmodel(str(legacy), compile=False)
     except Exception as exc:
         raise InputError(f"cannot load QKeras model {path} with weights {weights}: {keras_cause(exc)}") from exc
     check_static_inputs(model)

@@ -50,7 +50,7 @@ def load(path: Path, weights: Path | None = None) -> Source:
         weights = weights_for(path, weights)
         # the loader gets the very config that was checked, not the file's text again
         text = json.dumps(architecture)
-        qkeras_classes = sorted(classes & (QKERAS_LAYERS | QKERAS_QUANTIZERS))
+        qkeras_classes = qkeras_classes_in(classes)
         if qkeras_classes:
             model = keras_loaders.load_qkeras_json(path, text, weights, qkeras_classes)
             return Source(path, keras_model=model, loader="qkeras", note=f"weights from {weights}")
@@ -60,10 +60,15 @@ def load(path: Path, weights: Path | None = None) -> Source:
     else:
         check_model_h5(path)
     classes = check_config(read_model_config(path), path)
-    qkeras_classes = sorted(classes & (QKERAS_LAYERS | QKERAS_QUANTIZERS))
+    qkeras_classes = qkeras_classes_in(classes)
     if qkeras_classes:
         return Source(path, keras_model=keras_loaders.load_qkeras(path, qkeras_classes), loader="qkeras")
     return keras_source(path, lambda keras: keras_loaders.load_model_file(keras, path))
+
+
+def qkeras_classes_in(classes: frozenset[str]) -> list[str]:
+    """The QKeras layers and quantizers a checked config uses: such a file goes to qkeras-v3's loader."""
+    return sorted(classes & (QKERAS_LAYERS | QKERAS_QUANTIZERS))
 
 
 def keras_source(path: Path, read: Callable[[Any], Any], weights: Path | None = None) -> Source:
