@@ -1,11 +1,12 @@
 """How far the hls4ml design is from the model itself: C-sim against onnxruntime on the same inputs, and when far,
-the first layer whose values leave the default fixed-point type's range (the usual cause: ap_fixed<16,6> on a
+the first layer where hls4ml's trace of the design leaves the ONNX values (the usual cause: ap_fixed<16,6> on a
 float model overflows), with the precision that would hold them."""
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,59 +52,151 @@ def csim_vs_onnx(y_csim: np.ndarray, y_onnx: np.ndarray) -> Accuracy:
     return Accuracy(samples, err, top1, far)
 
 
-def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str) -> str | None:
-    """Why a design is far from the model, for the summary: the first layer that overflows `precision` (see
-    overflow_warning), else its fractional bits. None when the precision is not an ap_fixed type."""
-    overflow = overflow_warning(model, x, precision)
+@dataclass
+class Trace:
+    """hls4ml's trace of the unfused design: each layer's output, one row per input (hls4ml's channels-last layout),
+    and the layer's result type."""
+
+    values: dict[str, np.ndarray]
+    types: dict[str, str]
+
+
+@dataclass
+class Layers:
+    """onnxruntime's value of every float node output of the unfused graph, keyed by node name in graph order, and
+    each node's sole consumer (hls4ml merges a MatMul's bias Add into its Dense)."""
+
+    values: dict[str, np.ndarray]
+    consumer: dict[str, str]
+
+
+def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str, trace: Trace | None = None) -> str | None:
+    """Why a design is far from the model, for the summary. With hls4ml's trace: the first layer whose traced values
+    leave onnxruntime's. Without one (or where no layer departs): the first layer whose ONNX values overflow
+    `precision`, else its fractional bits. The suggested precision holds every layer's ONNX values."""
+    layers = layer_values(model, x)
     match = AP_FIXED.search(precision)
-    if overflow is not None or match is None:
-        return overflow
-    unsigned, width, integer = match.group(1), int(match.group(2)), int(match.group(3))
-    return (
-        f"the design is far from the model and no layer's values leave {precision}: rounding to its "
-        f"{width - integer} fractional bits is the likely cause; raise them, e.g. --precision "
-        f"'ap_{unsigned}fixed<{width + 4},{integer}>'"
-    )
-
-
-def overflow_warning(model: onnx.ModelProto, x: np.ndarray, precision: str) -> str | None:
-    """The first node (in graph order) whose output exceeds the signed range of `precision`, and the precision with
-    enough integer bits for every node's values (same fractional bits). None when nothing overflows or the default
-    precision is not an ap_fixed type."""
-    from onnx_fuse.verify import run_onnx
-
-    match = AP_FIXED.search(precision)
+    advice = precision_advice(layers.values, match) if match is not None else None
+    departure = first_departure(layers, trace) if trace is not None else None
+    if departure is not None:
+        name, err, peak = departure
+        held = f"; its type {trace.types[name]} holds {type_range(trace.types[name]):g}" if name in trace.types else ""
+        return (
+            f"the design is far from the model: {name} is the first layer whose hls4ml trace leaves the ONNX values "
+            f"(max abs err {err:.3g}, |x| up to {peak:.4g}{held})" + (f"; {advice}" if advice else "")
+        )
     if match is None:
         return None
+    first = first_overflow(layers.values, match)
+    if first is not None:
+        return (
+            f"the design is far from the model: {first} is the first layer whose values leave {precision} (|x| up to "
+            f"{peak_of(layers.values[first]):.4g}, the type holds {type_range(precision):g}); {advice}"
+        )
+    return f"the design is far from the model and no layer's values leave {precision}: {advice}"
+
+
+def precision_advice(values: dict[str, np.ndarray], match: re.Match) -> str:
+    """Integer bits for the largest value of any layer when one overflows the default type, else 4 more fractional
+    bits."""
     unsigned, width, integer = match.group(1) == "u", int(match.group(2)), int(match.group(3))
-    limit = 2.0 ** (integer if unsigned else integer - 1)
+    u = "u" if unsigned else ""
+    if first_overflow(values, match) is None:
+        return (f"rounding to its {width - integer} fractional bits is the likely cause; raise them, e.g. --precision "
+                f"'ap_{u}fixed<{width + 4},{integer}>'")
+    needed = math.floor(math.log2(max(map(peak_of, values.values())))) + 1 + (0 if unsigned else 1)
+    return (f"raise the precision, e.g. --precision 'ap_{u}fixed<{width + needed - integer},{needed}>' (holds every "
+            "layer's values on these inputs)")
+
+
+def first_overflow(values: dict[str, np.ndarray], match: re.Match) -> str | None:
+    """The first layer (graph order) whose ONNX values exceed the range of the matched ap_fixed type."""
+    limit = type_range(match.group(0))
+    return next((name for name, v in values.items() if peak_of(v) >= limit), None)
+
+
+def first_departure(layers: Layers, trace: Trace) -> tuple[str, float, float] | None:
+    """The first traced layer (ONNX graph order) whose values differ from onnxruntime's by more than FAR_RELATIVE_ERR
+    of their largest magnitude: (hls4ml layer name, max abs err, largest ONNX magnitude). hls4ml names a layer its
+    optimizers replaced `{Class}_{node}` (Conv2D_Conv_1, Dense_MatMul_0), and a Dense holds its MatMul's bias Add:
+    such a layer matches its node or that node's consumer, whichever is closer. Layers that match no node are not
+    compared."""
+    for traced, node in traced_nodes(layers, trace):
+        t = trace.values[traced]
+        errors = []
+        for name in (node, layers.consumer.get(node)):
+            v = layers.values.get(name)
+            if v is None:
+                continue
+            v = v[: len(t)]  # the trace may cover the first inputs only
+            if v.ndim >= 3 and t.shape == (v.shape[0], *v.shape[2:], v.shape[1]):
+                v = np.moveaxis(v, 1, -1)  # NCHW -> hls4ml's channels-last
+            elif t.size != v.size:
+                continue
+            errors.append((float(np.max(np.abs(t.reshape(v.shape).astype(np.float64) - v))), peak_of(v)))
+        if errors:
+            err, peak = min(errors)
+            if err > FAR_RELATIVE_ERR * peak and err > 0:
+                return traced, err, peak
+    return None
+
+
+def traced_nodes(layers: Layers, trace: Trace) -> list[tuple[str, str]]:
+    """(hls4ml layer name, ONNX node name) of each traced layer that names a node, in graph order."""
+    order = {name: i for i, name in enumerate(layers.values)}
+    pairs = []
+    for traced in trace.values:
+        prefix, _, rest = traced.partition("_")
+        node = traced if traced in order else rest if rest in order and prefix.isalnum() else None
+        if node is not None:
+            pairs.append((traced, node))
+    return sorted(pairs, key=lambda pair: order[pair[1]])
+
+
+def layer_values(model: onnx.ModelProto, x: np.ndarray) -> Layers:
+    """onnxruntime's values of every node of the unfused graph on x (see with_every_node_output)."""
+    from onnx_fuse.verify import run_onnx
+
     graph = with_every_node_output(model)
     names = [o.name for o in graph.graph.output]
-    values = run_onnx(graph, {graph.graph.input[0].name: x})
-    peaks = {name: float(np.max(np.abs(v))) for name, v in zip(names, values) if v.dtype.kind == "f" and v.size}
-    first = next((name for name in names if peaks.get(name, 0.0) >= limit), None)
-    if first is None:
-        return None
-    peak = max(peaks.values())
-    needed = math.floor(math.log2(peak)) + 1 + (0 if unsigned else 1)
-    suggestion = f"ap_{'u' if unsigned else ''}fixed<{width + needed - integer},{needed}>"
-    producer = next(n for n in graph.graph.node if first in n.output)
-    return (
-        f"the design is far from the model: {producer.name} is the first layer whose "
-        f"values leave {precision} (|x| up to {peaks[first]:.4g}, the type holds {limit:g}); "
-        f"raise the precision, e.g. --precision '{suggestion}' (holds every layer's values on these inputs)"
-    )
+    outputs = dict(zip(names, run_onnx(graph, {graph.graph.input[0].name: x})))
+    producer = {node.output[0]: node.name for node in graph.graph.node if node.output}
+    values = {producer[name]: v for name, v in outputs.items() if name in producer and v.dtype.kind == "f" and v.size}
+    readers: dict[str, list[str]] = {}
+    for node in graph.graph.node:
+        for name in node.input:
+            if name in producer:
+                readers.setdefault(producer[name], []).append(node.name)
+    return Layers(values, {name: nodes[0] for name, nodes in readers.items() if len(nodes) == 1})
+
+
+def peak_of(v: np.ndarray) -> float:
+    return float(np.max(np.abs(v))) if v.size else 0.0
+
+
+def type_range(precision: str) -> float:
+    """The magnitude an ap_fixed / ap_ufixed type holds (2**integer, or 2**(integer-1) when signed)."""
+    match = AP_FIXED.search(precision)
+    if match is None:
+        return math.inf
+    return 2.0 ** (int(match.group(3)) - (0 if match.group(1) else 1))
 
 
 def with_every_node_output(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The unfused graph (a fused node's pre-activation value is a layer of the design too), its nodes named as the
-    hls4ml config names them (qonnx's GiveUniqueNodeNames: Conv_0, Relu_0, ...), every node output a graph output."""
+    """The unfused graph (a fused node's pre-activation value is a layer of the design too), its Gemms as the MatMul
+    and Add hls4ml converts, its nodes named as the hls4ml config names them (qonnx's GiveUniqueNodeNames: Conv_0,
+    Relu_0, MatMul_0, ...), every node output a graph output."""
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.transformation.general import GiveUniqueNodeNames
 
+    from hls_backend.gemm_bias import ZeroBiasForGemm
     from hls_backend.preprocess import inline_and_tag
 
-    graph = ModelWrapper(inline_and_tag(model)).transform(GiveUniqueNodeNames()).model
+    with warnings.catch_warnings():  # qonnx warns for any Gemm above opset 9 (see preprocess.qonnx_channels_last)
+        warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
+        wrapped = ModelWrapper(inline_and_tag(model)).transform(ZeroBiasForGemm()).transform(GemmToMatMul())
+    graph = wrapped.transform(GiveUniqueNodeNames()).model
     present = {o.name for o in graph.graph.output}
     for node in graph.graph.node:
         for name in node.output:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hls_backend.accuracy import Trace
 from hls_backend.preprocess import load_model
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,7 @@ class CsimResult:
     convert_seconds: float
     compile_seconds: float
     predict_seconds: float
+    trace: Trace | None = None  # with run_csim(trace=True)
 
 
 def run_csim(
@@ -93,9 +95,11 @@ def run_csim(
     fuse: bool = True,
     timeout: float = 900,
     children: ChildProcesses | None = None,
+    trace: bool = False,
     **kwargs: Any,
 ) -> CsimResult:
-    """convert + compile + predict(x), in a child process; raises CsimError if the child fails.
+    """convert + compile + predict(x), in a child process; raises CsimError if the child fails. With trace, every
+    layer of hls_config's LayerName records its output (hls4ml's trace) and the result carries them.
 
     Pass `children` to cancel the run from another thread (ChildProcesses.kill_all()).
     """
@@ -105,7 +109,8 @@ def run_csim(
         job = Path(tmp)
         onnx.save(load_model(model), str(job / "model.onnx"))
         np.save(job / "x.npy", np.ascontiguousarray(x))
-        spec = dict(backend=backend, io_type=io_type, hls_config=hls_config, fuse=fuse, output_dir=str(output_dir))
+        spec = dict(backend=backend, io_type=io_type, hls_config=hls_config, fuse=fuse, output_dir=str(output_dir),
+                    trace=trace)
         spec.update(kwargs)
         with open(job / "job.pkl", "wb") as f:
             pickle.dump(spec, f)
@@ -123,6 +128,9 @@ def run_csim(
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
             raise CsimError(f"C-sim child failed (exit code {proc.returncode}):\n{tail}")
         info = json.loads((job / "info.json").read_text())
+        if trace:
+            with np.load(job / "trace.npz") as traced:
+                info["trace"] = Trace(dict(traced), json.loads((job / "types.json").read_text()))
         return CsimResult(np.load(job / "y.npy"), output_dir, **info)
 
 
@@ -133,15 +141,33 @@ def _child(job: Path) -> None:
         spec = pickle.load(f)
     x = np.load(job / "x.npy")
     t0 = time.perf_counter()
+    trace = spec.pop("trace", False)
+    if trace:  # every configured layer records its output (hls4ml's public per-layer Trace key)
+        for layer in (spec["hls_config"] or {}).get("LayerName", {}).values():
+            layer["Trace"] = True
     hls_model = convert(str(job / "model.onnx"), **spec)
     t1 = time.perf_counter()
-    hls_model.compile()
-    t2 = time.perf_counter()
-    y = hls_model.predict(x)
-    t3 = time.perf_counter()
+    if trace:
+        y, traced = hls_model.trace(x)  # compiles the project with its trace hooks, then runs it
+        t2 = t3 = time.perf_counter()
+        np.savez(job / "trace.npz", **traced)
+        types = {layer.name: fixed_type(layer.get_output_variable().type.precision) for layer in hls_model.get_layers()}
+        (job / "types.json").write_text(json.dumps({k: v for k, v in types.items() if v and k in traced}))
+    else:
+        hls_model.compile()
+        t2 = time.perf_counter()
+        y = hls_model.predict(x)
+        t3 = time.perf_counter()
     np.save(job / "y.npy", np.asarray(y))
     info = dict(convert_seconds=t1 - t0, compile_seconds=t2 - t1, predict_seconds=t3 - t2)
     (job / "info.json").write_text(json.dumps(info))
+
+
+def fixed_type(precision: Any) -> str | None:
+    """An hls4ml fixed-point or integer type as ap_fixed<W,I> (an ap_int<W> is ap_fixed<W,W>); None for others."""
+    if not hasattr(precision, "integer"):
+        return None
+    return f"ap_{'' if precision.signed else 'u'}fixed<{precision.width},{precision.integer}>"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hls_backend.accuracy import Accuracy, csim_vs_onnx, far_warning
+from hls_backend.accuracy import Accuracy, Trace, csim_vs_onnx, far_warning
 from onnx_fuse.errors import SIGNALS, InputError, ParityError, first_line
 from onnx_fuse.patterns import fused_nodes
 from onnx_fuse.regular_file import open_regular
@@ -40,6 +40,7 @@ log = logging.getLogger("onnx_fuse.hls")
 ENTRIES = ("fused", "unfused", "report.md", "report.png")
 MANIFEST = ".onnx-fuse.json"
 STAGING_PREFIX = ".onnx-fuse-staging-"
+TRACE_INPUTS = 32  # enough to find where a far design leaves the model
 
 
 @dataclass
@@ -256,7 +257,11 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
                     len(fused_nodes(fused)), absorbed=absorbed_stages(dirs[True]), seconds=seconds,
                     outputs={"fused": outputs[True], "unfused": outputs[False]})
-    hls.accuracy = accuracy_against_onnx(fused, x, outputs[True], options)
+    hls.accuracy = accuracy_against_onnx(fused, x, outputs[True])
+    if hls.accuracy is not None and hls.accuracy.far:
+        hls.accuracy.warning = far_warning(fused, x, options.precision, trace_design(fused, x, common, staging))
+        if hls.accuracy.warning is not None and options.config is not None:
+            hls.accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess
         from hls_backend.project import kept_stages
@@ -269,22 +274,31 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
     return hls  # bit_exact False is the caller's to act on (run_hls raises after installing the projects)
 
 
-def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndarray, options: HlsOptions
-                          ) -> Accuracy | None:
+def accuracy_against_onnx(fused: onnx.ModelProto, x: np.ndarray, y_csim: np.ndarray) -> Accuracy | None:
     """The design against the model it was built from (fused vs unfused says nothing here: equal by construction).
     Compared where the output is a vector per input; a feature map is channels-last in hls4ml, so not element-wise
-    comparable. The hint reads the default precision: a --config may give layers other types."""
+    comparable."""
     from onnx_fuse.verify import run_onnx
 
     y_onnx = run_onnx(fused, {fused.graph.input[0].name: x})[0]
     if y_onnx.ndim > 2:
         return None
-    accuracy = csim_vs_onnx(y_csim, y_onnx.reshape(len(x), -1))
-    if accuracy.far:
-        accuracy.warning = far_warning(fused, x, options.precision)
-        if accuracy.warning is not None and options.config is not None:
-            accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
-    return accuracy
+    return csim_vs_onnx(y_csim, y_onnx.reshape(len(x), -1))
+
+
+def trace_design(fused: onnx.ModelProto, x: np.ndarray, common: dict, staging: Path) -> Trace | None:
+    """hls4ml's trace of the unfused design (its layers are the ONNX nodes) on the first TRACE_INPUTS inputs: one
+    more compile, in a directory removed afterwards. None when it fails (the warning then reads the ONNX values
+    alone)."""
+    from hls_backend.csim import CsimError, run_csim
+
+    log.info("hls4ml: the design is far from the model: tracing its layers (one more compile) ...")
+    with tempfile.TemporaryDirectory(dir=staging, prefix="trace-") as tmp:
+        try:
+            return run_csim(fused, x[:TRACE_INPUTS], Path(tmp), fuse=False, trace=True, **common).trace
+        except (CsimError, subprocess.TimeoutExpired) as exc:
+            log.warning("hls4ml: tracing the design failed: %s", last_line(exc))
+            return None
 
 
 def name_final_dir(project: Path, staging: Path, out_dir: Path) -> None:

@@ -4,7 +4,7 @@
 
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
 by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write`
-reruns every command and rewrites the blocks; without it the script compares (timings excepted), as
+reruns every command (of the pages named, or of all) and rewrites the blocks; without it the script compares (timings excepted), as
 tests/test_docs.py does (the blocks marked slow under -m slow). A `setup:` clause names a function below that
 prepares the directory."""
 
@@ -113,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rerun every command and rewrite its block")
     parser.add_argument("--cheap", action="store_true", help="only commands that build no hls4ml project")
+    parser.add_argument("page", nargs="*", type=Path, help="only these pages (default: README.md and docs/*.md)")
     args = parser.parse_args(argv)
     stale = 0
-    for page in pages():
+    for page in [p.resolve() for p in args.page] or pages():
         found = [b for b in blocks(page) if not (args.cheap and b.expensive)]
         text = page.read_text()
         for block in reversed(found):  # rewrite from the end: earlier offsets stay valid

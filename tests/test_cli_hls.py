@@ -203,10 +203,11 @@ def test_a_layer_hls4ml_lacks_is_one_clear_error(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.slow  # two pairs of compiles: ~70 s of CPU
+@pytest.mark.slow  # two pairs of compiles and a trace: ~100 s of CPU
 def test_a_design_far_from_the_model_names_the_layer_and_the_precision(tmp_path, capsys):
-    """ap_fixed<8,2> holds |x| < 2: the MLP's first Dense overflows, C-sim lands far from onnxruntime, and the summary
-    says where and which precision holds every layer's values; that precision then brings the design back."""
+    """ap_fixed<8,2> holds |x| < 2: the MLP's first ReLU overflows (hls4ml widens the Dense's own result type), C-sim
+    lands far from onnxruntime, and the summary names that layer from hls4ml's trace and the precision that holds
+    every layer's values; that precision then brings the design back."""
     args = [str(MODELS / "digits_mlp.h5"), str(tmp_path / "m.onnx"), "--data", str(MODELS / "digits_mlp.npz"),
             "--io-type", "io_parallel", "-q"]
     assert main([*args, "--hls-out", str(tmp_path / "narrow"), "--precision", "ap_fixed<8,2>"]) == 0
@@ -215,7 +216,8 @@ def test_a_design_far_from_the_model_names_the_layer_and_the_precision(tmp_path,
     agree, samples = map(int, line.rsplit("top-1 agreement ", 1)[1].split("/"))
     assert agree < 0.9 * samples, line
     warning = next(line for line in text.splitlines() if "hls4ml: warning:" in line)
-    assert "Gemm_0 is the first layer whose values leave ap_fixed<8,2>" in warning, warning
+    assert "Relu_0 is the first layer whose hls4ml trace leaves the ONNX values" in warning, warning
+    assert "its type ap_fixed<8,2> holds 2" in warning, warning
     suggested = warning.split("--precision '", 1)[1].split("'", 1)[0]
     assert main([*args, "--hls-out", str(tmp_path / "wide"), "--precision", suggested]) == 0
     text = capsys.readouterr().out
@@ -224,22 +226,39 @@ def test_a_design_far_from_the_model_names_the_layer_and_the_precision(tmp_path,
     assert agree >= 0.95 * samples and "hls4ml: warning" not in text, text
 
 
-def test_overflow_warning_on_tiny2_at_the_default_precision(tmp_path):
+def test_far_warning_on_tiny2_at_the_default_precision(tmp_path):
     """tiny2 (float) at hls4ml's ap_fixed<16,6>: its second conv's values reach 70 on the real images, beyond the
-    type's 32 (onnxruntime only, no compile: the design-level check is the slow test above)."""
-    from hls_backend.accuracy import csim_vs_onnx, far_warning, overflow_warning
+    type's 32 (onnxruntime and a hand-made trace, no compile: the design-level check is the slow test above)."""
+    from hls_backend.accuracy import Trace, csim_vs_onnx, far_warning, layer_values
     from onnx_fuse.pipeline import Options, run
 
     fused = run(MODELS / "tiny2_float.h5", tmp_path / "t.onnx", Options(verify=False)).model
     x = np.load(MODELS / "tiny2_float.npz")["x"][:20]
-    warning = overflow_warning(fused, x, "ap_fixed<16,6>")
-    assert warning is not None and "Conv_1 is the first layer whose values leave ap_fixed<16,6>" in warning, warning
+    warning = far_warning(fused, x, "ap_fixed<16,6>")
+    assert "Conv_1 is the first layer whose values leave ap_fixed<16,6>" in warning, warning
     assert "--precision 'ap_fixed<18,8>'" in warning
-    assert overflow_warning(fused, x, "ap_fixed<18,8>") is None
     # far with nothing overflowing: the fractional bits are named instead
-    assert far_warning(fused, x, "ap_fixed<16,6>") == warning
+    assert "no layer's values leave ap_fixed<18,8>" in far_warning(fused, x, "ap_fixed<18,8>")
     assert "rounding to its 2 fractional bits" in far_warning(fused, x, "ap_fixed<10,8>")
     assert "--precision 'ap_fixed<14,8>'" in far_warning(fused, x, "ap_fixed<10,8>")
+
+    # A trace (hls4ml's names and channels-last layout; a Dense holds its bias Add) that equals onnxruntime's values
+    # departs nowhere; one whose Relu_0 is clipped is named, though it does not overflow the default type.
+    layers = layer_values(fused, x)
+    assert list(layers.values)[1:4] == ["Conv_0", "Relu_0", "Conv_1"], list(layers.values)  # after the input transpose
+    assert layers.consumer["MatMul_0"] == "Add_0"
+    traced = {("Conv2D_" if name.startswith("Conv") else "") + name: np.moveaxis(v, 1, -1) if v.ndim == 4 else v
+              for name, v in layers.values.items() if not name.startswith(("MatMul", "Add"))}
+    traced["Dense_MatMul_0"] = layers.values["Add_0"]
+    same = Trace(traced, {"Relu_0": "ap_fixed<16,6>"})
+    assert "Conv_1 is the first layer whose values leave" in far_warning(fused, x, "ap_fixed<16,6>", same)
+    traced["Relu_0"] = np.clip(traced["Relu_0"], 0, 0.5)  # as if Relu_0's type held 0.5
+    warning = far_warning(fused, x, "ap_fixed<16,6>", Trace(traced, {"Relu_0": "ap_ufixed<4,0>"}))
+    assert "Relu_0 is the first layer whose hls4ml trace leaves the ONNX values" in warning, warning
+    assert "its type ap_ufixed<4,0> holds 1" in warning and "--precision 'ap_fixed<18,8>'" in warning
+    traced["Relu_0"], traced["Conv2D_Conv_0"] = layers.values["Relu_0"], -traced["Conv2D_Conv_0"]
+    warning = far_warning(fused, x, "ap_fixed<16,6>", Trace(traced, {}))
+    assert "Conv2D_Conv_0 is the first layer whose hls4ml trace leaves" in warning, warning
 
     y = np.array([[0.0, 1.0, 2.0], [3.0, 2.0, 1.0]])
     assert csim_vs_onnx(y, y).far is False and csim_vs_onnx(y, y).top1_agree == 2
