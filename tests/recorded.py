@@ -3,10 +3,10 @@
     <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->
 
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
-by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write`
-reruns every command (of the pages named, or of all) and rewrites the blocks; without it the script compares (timings excepted), as
-tests/test_docs.py does (the blocks marked slow under -m slow). A `setup:` clause names a function below that
-prepares the directory."""
+by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write
+[PAGE ...]` reruns every command (of the pages named, or of all) and rewrites the blocks; without --write the script
+compares (timings excepted), as tests/test_docs.py does (the blocks marked slow under -m slow). A `setup:` clause
+names a function below that prepares the directory."""
 
 from __future__ import annotations
 
