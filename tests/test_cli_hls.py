@@ -119,6 +119,9 @@ def multi_pattern(tmp_path_factory) -> dict:
     return {"text": stdout.getvalue(), "fused": onnx.load(fused), "hls": tmp / "hls"}
 
 
+# Slow: by default the depthwise family's write-back is compiled by test_activations_hls (digits_mobilenet's
+# depthwise -> ReLU6 pairs) and an unfused residual Add -> ReLU by test_torch_hls (the dynamo ResNet block).
+@pytest.mark.slow
 def test_depthwise_pairs_apply_their_relu_in_the_write_back(multi_pattern):
     """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs, and hls4ml applies both ReLUs in the write-back
     (depthwise convs cast through their mult config too)."""
@@ -134,6 +137,7 @@ def test_depthwise_pairs_apply_their_relu_in_the_write_back(multi_pattern):
     assert len(unfused_relus) == 4 and len(fused_relus) == 1  # only the residual block's Add -> ReLU stays
 
 
+@pytest.mark.slow
 def test_residual_block_converts_bit_exact_with_only_the_clean_pair_fused(multi_pattern):
     """Conv -> BN -> Add(skip) -> Relu must stay unfused; the Conv -> Relu before it fuses; hls4ml agrees bit for bit."""
     text, fused = multi_pattern["text"], multi_pattern["fused"]
