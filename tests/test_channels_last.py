@@ -115,17 +115,8 @@ def test_channels_last_qonnx_through_hls_bit_exact(tmp_path, capsys):
     path = channels_last("digits_qcnn_po2", tmp_path / "ch_last.onnx")
     x = np.load(MODELS / "digits_qcnn_po2.npz")["x"][:32].transpose(0, 2, 3, 1)
     np.save(tmp_path / "x.npy", x)
-    code = main(
-        [
-            str(path),
-            str(tmp_path / "out.onnx"),
-            "--data",
-            str(tmp_path / "x.npy"),
-            "--hls-out",
-            str(tmp_path / "hls"),
-            "-q",
-        ]
-    )
+    code = main([str(path), str(tmp_path / "out.onnx"), "--data", str(tmp_path / "x.npy"), "--hls-out",
+                 str(tmp_path / "hls"), "-q"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 48 inputs" in out

@@ -71,17 +71,8 @@ def test_quantize_static_per_tensor_through_hls_fused_equals_unfused(tmp_path, c
     from onnx_fuse.cli import main
 
     models = Path(__file__).resolve().parent.parent / "models"
-    code = main(
-        [
-            str(models / "digits_cnn_qdq_per_tensor.onnx"),
-            str(tmp_path / "out.onnx"),
-            "--data",
-            str(models / "digits_cnn_qdq.npz"),
-            "--hls-out",
-            str(tmp_path / "hls"),
-            "-q",
-        ]
-    )
+    code = main([str(models / "digits_cnn_qdq_per_tensor.onnx"), str(tmp_path / "out.onnx"), "--data",
+                 str(models / "digits_cnn_qdq.npz"), "--hls-out", str(tmp_path / "hls"), "-q"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
