@@ -14,15 +14,12 @@ hls4ml 1.3 turns into ApplyAlpha layers between each producer and its activation
 
 from __future__ import annotations
 
-from collections import Counter
 
-import numpy as np
-import onnx
 import torch
 from brevitas import nn as qnn
-from brevitas.export import export_qonnx
 from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int8WeightPerTensorFloat
-from make_qonnx_models import HELD_OUT, HERE, TRAIN, digits, node_list, seed_everything, strip_export_metadata, train
+from make_qonnx_models import digits, export_and_record, train
+from make_torch_models import seed_everything
 
 
 class FloatScaleCNN(torch.nn.Module):
@@ -65,29 +62,15 @@ class FloatScaleMLP(torch.nn.Module):
         return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(self.inp(x))))))
 
 
-def make(name: str, model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> None:
-    acc = train(model, x, y, epochs=8)
-    path = HERE / f"{name}.onnx"
-    export_qonnx(model, input_t=torch.from_numpy(x[TRAIN : TRAIN + 1]), export_path=str(path))
-    strip_export_metadata(path)
-    held_out = x[TRAIN : TRAIN + HELD_OUT]
-    with torch.no_grad():
-        y_brevitas = model(torch.from_numpy(held_out)).numpy()
-    np.savez_compressed(HERE / f"{name}.npz", x=held_out, y_brevitas=y_brevitas)
-    exported = onnx.load(str(path))
-    print(f"{path.name}: held-out accuracy {acc:.3f}, {path.stat().st_size} bytes, "
-          f"ops {dict(Counter(n.op_type for n in exported.graph.node))}")
-    for line in node_list(exported):
-        print("   ", line)
-
-
 def main() -> None:
     x, y = digits()
     for name, per_channel in (("digits_fs_cnn_pt", False), ("digits_fs_cnn_pc", True)):
         seed_everything(0)
-        make(name, FloatScaleCNN(per_channel), x, y)
+        model = FloatScaleCNN(per_channel)
+        export_and_record(name, model, x, train(model, x, y, epochs=8))
     seed_everything(0)
-    make("digits_fs_mlp", FloatScaleMLP(), x.reshape(len(x), -1), y)
+    model, flat = FloatScaleMLP(), x.reshape(len(x), -1)
+    export_and_record("digits_fs_mlp", model, flat, train(model, flat, y, epochs=8))
 
 
 if __name__ == "__main__":

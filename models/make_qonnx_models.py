@@ -16,7 +16,6 @@ digits and exported with Brevitas' `export_qonnx`:
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from brevitas.quant import (
     Uint8ActPerTensorFixedPoint,
     Uint8ActPerTensorFloat,
 )
+from make_torch_models import seed_everything
 from sklearn.datasets import load_digits
 
 HERE = Path(__file__).resolve().parent
@@ -75,14 +75,6 @@ class QuantCNN(torch.nn.Module):
         x = self.pool(self.relu2(self.conv2(x)))
         x = self.relu3(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
 
 
 def train(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int) -> float:
@@ -132,19 +124,21 @@ def strip_export_metadata(path: Path) -> None:
 def make(name: str, x: np.ndarray, y: np.ndarray, **kind: bool) -> None:
     seed_everything(0)
     model = QuantCNN(**kind)
-    acc = train(model, x, y, epochs=8)
+    export_and_record(name, model, x, train(model, x, y, epochs=8))
+
+
+def export_and_record(name: str, model: torch.nn.Module, x: np.ndarray, acc: float) -> None:
+    """NAME.onnx by Brevitas' export_qonnx, and NAME.npz with the held-out inputs and Brevitas' outputs for them."""
     path = HERE / f"{name}.onnx"
-    sample = torch.from_numpy(x[TRAIN : TRAIN + 1])
-    export_qonnx(model, input_t=sample, export_path=str(path))
+    export_qonnx(model, input_t=torch.from_numpy(x[TRAIN : TRAIN + 1]), export_path=str(path))
     strip_export_metadata(path)
     held_out = x[TRAIN : TRAIN + HELD_OUT]
     with torch.no_grad():
         y_brevitas = model(torch.from_numpy(held_out)).numpy()
     np.savez_compressed(HERE / f"{name}.npz", x=held_out, y_brevitas=y_brevitas)
     exported = onnx.load(str(path))
-    print(
-        f"{path.name}: held-out accuracy {acc:.3f}, {path.stat().st_size} bytes, ops {dict(Counter(n.op_type for n in exported.graph.node))}"
-    )
+    print(f"{path.name}: held-out accuracy {acc:.3f}, {path.stat().st_size} bytes, "
+          f"ops {dict(Counter(n.op_type for n in exported.graph.node))}")
     for line in node_list(exported):
         print("   ", line)
 
