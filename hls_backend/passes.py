@@ -31,6 +31,12 @@ PAIR_CONFIG_KEY = "OnnxFusePair"
 # table epilogue's hls_layer or None, "stage": that stage's layer name, "weights": its weight fields -> attribute
 # names on the producer, "indexed": whether the stage's values differ per output channel}.
 WRITE_BACK = "onnx_fuse_write_back"
+# hls4ml 1.3's io_parallel conv function of each conv layer class (its function templates, data format cl).
+STOCK_PARALLEL_CONV = {
+    "Conv1D": "conv_1d_cl", "Conv2D": "conv_2d_cl", "PointwiseConv1D": "pointwise_conv_1d_cl",
+    "PointwiseConv2D": "pointwise_conv_2d_cl", "DepthwiseConv1D": "depthwise_conv_1d_cl",
+    "DepthwiseConv2D": "depthwise_conv_2d_cl",
+}
 # Types stay NamedType attributes of the producer, so hls4ml's backend converts them to HLS types like its own.
 TYPE_PREFIX = "onnx_fuse_"
 
@@ -66,12 +72,15 @@ def repeats_every(stage: Layer, epilogue: Epilogue, period: int) -> bool:
 
 
 def indexed_write_back(producer: Layer) -> bool:
-    """Whether the fused layer can get the output channel in its write-back: its outputs come from its config's
-    `kernel` (templates.py gives that config its own kernel). hls4ml 1.3's Dense does so in both io types, a plain
-    conv in io_stream; the io_parallel conv loops (and the depthwise/pointwise kernels) cast each output directly."""
+    """Whether the fused layer can get the output channel in its write-back. hls4ml 1.3's Dense (both io types) and
+    io_stream Conv1D/Conv2D write their outputs through their config's `kernel`, which templates.py replaces; an
+    io_parallel conv of any kind is called through templates.py's onnx_fuse_indexed instead. The io_stream
+    depthwise and pointwise kernels cast each output with no channel at hand."""
     if producer.class_name == "Dense":
         return True
-    return producer.class_name in ("Conv1D", "Conv2D") and producer.model.config.get_config_value("IOType") == "io_stream"
+    if producer.model.config.get_config_value("IOType") == "io_parallel":
+        return producer.class_name in STOCK_PARALLEL_CONV
+    return producer.class_name in ("Conv1D", "Conv2D")
 
 
 def output_channels(producer: Layer) -> int:

@@ -14,7 +14,7 @@ from hls_backend.clip import HEADER, ClipConfigTemplate, ClipFunctionTemplate, O
 from hls_backend.passes import EPILOGUE_PASS, FUSE_PASS, FuseActivation, FuseEpilogue
 from hls_backend.pool1d import POOL1D_OP, parse_pool1d
 from hls_backend.resize import RESIZE1D_OP, parse_resize1d
-from hls_backend.templates import FusedActivationCastTemplate
+from hls_backend.templates import INDEXED_HEADER, FusedActivationCastTemplate, IndexedConvCallTemplate
 
 # The write-back specializes nnet::cast's 1.3 signature and the fuse pass edits 1.3's ModelGraph dicts
 # (internals.py): another hls4ml version may compile and still compute something else.
@@ -24,7 +24,7 @@ SUPPORTED_HLS4ML = "1.3."
 OPTIMIZE_FLOW = "vivado:optimize"
 # Vitis runs the Vitis AND the Vivado template flows; a template registered only on Vitis would be overwritten.
 BACKENDS = ("Vivado", "Vitis")
-TEMPLATES = (FusedActivationCastTemplate, ClipConfigTemplate, ClipFunctionTemplate)
+TEMPLATES = (FusedActivationCastTemplate, IndexedConvCallTemplate, ClipConfigTemplate, ClipFunctionTemplate)
 
 
 class UnsupportedHls4mlError(RuntimeError):
@@ -54,7 +54,8 @@ def register() -> None:
             update_flow(OPTIMIZE_FLOW, add_optimizers=[name])
     for backend_name in BACKENDS:
         backend = get_backend(backend_name)
-        backend.register_source(HEADER)  # a dict entry: harmless to repeat
+        for header in (HEADER, INDEXED_HEADER):
+            backend.register_source(header)  # a dict entry: harmless to repeat
         for template in TEMPLATES:
             if f"{backend.name.lower()}:{template().get_name()}" not in passes:
                 backend.register_template(template)

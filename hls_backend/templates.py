@@ -3,7 +3,10 @@
 An epilogue whose values differ per output channel (a per-channel ApplyAlpha) needs the channel, which nnet::cast
 does not receive: the layer's config then gets its own `kernel` (the member template hls4ml's Dense and io_stream
 conv call for each output vector), which runs the stock kernel into the producer's result type and applies the
-epilogue and activation to each element with its index, the same expressions as the cast specialization.
+epilogue and activation to each element with its index, the same expressions as the cast specialization. An
+io_parallel conv has no such member (its loops cast each output): its call becomes nnet::onnx_fuse_indexed
+(nnet_utils/onnx_fuse_indexed.h), which runs the stock conv function into the producer's result type and then the
+same per-element write-back, held in a config<index>_onnx_fuse struct.
 
 Every conv path (io_parallel/io_stream, Latency/Resource/resource_unrolled, pointwise, depthwise) writes each output
 through `nnet::cast<data_T, res_T, CONFIG_T::mult_config>(acc)` (nnet_mult.h, nnet_depthwise_product.h), and a
@@ -15,12 +18,13 @@ config template naming the mult config config<index>_mult.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hls4ml.backends.fpga.fpga_layers import PointwiseConv1D, PointwiseConv2D
 from hls4ml.backends.template import Template
 from hls4ml.model.layers import Conv1D, Conv2D, Dense, DepthwiseConv1D, DepthwiseConv2D, Layer
 
-from hls_backend.passes import TYPE_PREFIX, WRITE_BACK
+from hls_backend.passes import STOCK_PARALLEL_CONV, TYPE_PREFIX, WRITE_BACK
 from onnx_fuse.patterns import ACTIVATION_OPS, EPILOGUES
 
 MARKER = "// onnx_fuse: activation in the write-back"
@@ -72,7 +76,38 @@ INDEXED_KERNEL = """\\1onnx_fuse_stock_kernel\\2
         }}
     }};"""
 
+# An io_parallel conv's write-back, indexed by channel: its stock conv function (passes.STOCK_PARALLEL_CONV) into
+# product_t, and the element expressions, for nnet::onnx_fuse_indexed.
+INDEXED_CONV_CONFIG = """
+{marker} of layer {index} ({op}), indexed by output channel
+struct config{index}_onnx_fuse {{
+    typedef {producer_t} product_t;
+    typedef config{index}::weight_t weight_t;
+    typedef config{index}::bias_t bias_t;
+    static const unsigned n_in = {n_in};
+    static const unsigned n_out = {n_out};
+    static const unsigned n_chan = {n_chan};
+    static const unsigned n_weights = {n_weights};
+    static const unsigned n_biases = {n_biases};
+    template <class data_T>
+    static void produce(data_T data[n_in], product_t product[n_out], weight_t weights[n_weights],
+                        bias_t biases[n_biases]) {{
+        #pragma HLS INLINE
+        nnet::{stock}<data_T, product_t, config{index}>(data, product, weights, biases);
+    }}
+    static {out_t} write_back(product_t product, unsigned i) {{
+        #pragma HLS INLINE
+        {expression}
+        {body}
+    }}
+}};
+"""
+INDEXED_HEADER = Path(__file__).resolve().parent / "nnet_utils" / "onnx_fuse_indexed.h"
+# The stock call `nnet::<conv function><input_t, output_t, config<index>>(...)`, its function and config renamed.
+STOCK_CALL = re.compile(r"nnet::\w+<([^<>,]+),\s*([^<>,]+),\s*config(\d+)>")
+
 PRODUCERS = (Conv1D, Conv2D, PointwiseConv1D, PointwiseConv2D, DepthwiseConv1D, DepthwiseConv2D, Dense)
+CONVS = tuple(cls for cls in PRODUCERS if cls.__name__ in STOCK_PARALLEL_CONV)
 
 
 def element_type(var) -> str:
@@ -93,7 +128,9 @@ class FusedActivationCastTemplate(Template):
         config = node.get_attr("config_cpp") or ""
         if MARKER in config or ALONE_MARKER in config:
             return False
-        if node.get_attr(WRITE_BACK)["indexed"]:
+        if node.get_attr(WRITE_BACK)["indexed"] and io_parallel_conv(node):
+            node.set_attr("config_cpp", config + "\n" + self.indexed_conv(node))
+        elif node.get_attr(WRITE_BACK)["indexed"]:
             config, aliases = KERNEL_ALIAS.subn(lambda match: self.indexed_kernel(node, match), config)
             if aliases != 1:  # passes.indexed_write_back admitted a layer whose config has no single kernel
                 raise RuntimeError(f"onnx_fuse: layer {node.name}'s config has {aliases} kernel aliases, not 1")
@@ -126,6 +163,14 @@ class FusedActivationCastTemplate(Template):
         fields = self.fields(node, "i")
         return match.expand(INDEXED_KERNEL.format(**fields))
 
+    def indexed_conv(self, node: Layer) -> str:
+        return INDEXED_CONV_CONFIG.format(
+            stock=STOCK_PARALLEL_CONV[node.class_name], n_in=node.get_input_variable().size(),
+            n_out=node.get_output_variable().size(), n_chan=node.get_attr("n_filt"),
+            n_weights=node.get_weights("weight").data_length, n_biases=node.get_weights("bias").data_length,
+            **self.fields(node, "i"),
+        )
+
     def format(self, node: Layer) -> str:
         fields = self.fields(node, "0")
         head = PRODUCER_RESULT.format(**fields)
@@ -138,3 +183,30 @@ class FusedActivationCastTemplate(Template):
             in_t=element_type(node.get_input_variable()),
             **fields,
         )
+
+
+def io_parallel_conv(node: Layer) -> bool:
+    return node.class_name in STOCK_PARALLEL_CONV and node.model.config.get_config_value("IOType") == "io_parallel"
+
+
+class IndexedConvCallTemplate(Template):
+    """An io_parallel conv whose write-back is indexed by channel is called through nnet::onnx_fuse_indexed with its
+    config<index>_onnx_fuse (runs after the stock function template, whose call it rewrites)."""
+
+    def __init__(self) -> None:
+        super().__init__("onnx_fuse_indexed_conv_call", CONVS, "function_cpp")
+
+    def match(self, node: Layer) -> bool:
+        write_back = node.get_attr(WRITE_BACK)
+        return write_back is not None and write_back["indexed"] and io_parallel_conv(node) and super().match(node)
+
+    def transform(self, model, node: Layer) -> bool:
+        call = node.get_attr("function_cpp") or ""
+        if "onnx_fuse_indexed" in call:  # Vitis runs its own template flow and then Vivado's
+            return False
+        call, calls = STOCK_CALL.subn(r"nnet::onnx_fuse_indexed<\1, \2, config\3_onnx_fuse>", call)
+        if calls != 1:
+            raise RuntimeError(f"onnx_fuse: layer {node.name}'s call {call!r} is not one stock conv call")
+        node.set_attr("function_cpp", call)
+        node.set_attr("include_header", [*node.get_attr("include_header", []), f"nnet_utils/{INDEXED_HEADER.name}"])
+        return False

@@ -128,10 +128,10 @@ def test_float_scale_epilogue_through_the_cli(tmp_path: Path, capsys) -> None:
 
 # (model, io_type, pairs with their activation in the write-back, epilogue stages in it, processes fewer): Brevitas'
 # default float quantizers. digits_fs_cnn_pt's convs carry a float bias, so their ApplyAlpha is per-channel: the
-# io_parallel conv loops cannot index it (those pairs keep their stages), the io_stream conv kernel can.
+# io_stream conv kernel indexes it, an io_parallel conv goes through nnet::onnx_fuse_indexed.
 FLOAT_SCALE = [
     ("digits_fs_cnn_pt", "io_stream", 3, 4, 7),
-    ("digits_fs_cnn_pt", "io_parallel", 1, 2, 3),
+    ("digits_fs_cnn_pt", "io_parallel", 3, 4, 7),
     ("digits_fs_mlp", "io_stream", 2, 3, 5),
     ("digits_fs_mlp", "io_parallel", 2, 3, 5),
     ("digits_qcnn_float", "io_parallel", 3, 4, 7),
