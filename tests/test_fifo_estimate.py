@@ -19,7 +19,7 @@ def rows() -> list[dict]:
 
 def test_bram18k_matches_every_calibration_row():
     table = rows()
-    assert len(table) == 3626
+    assert len(table) == 3580
     wrong = [r for r in table if fifo_cost(int(r["depth"]), int(r["bits"])).bram18k != int(r["bram18k"])]
     assert wrong == []
 
