@@ -53,9 +53,9 @@ def smape(estimate: int, report: int) -> float:
 
 
 def test_held_out_designs_against_the_bram_dsp_latency_and_interval_targets(report_rows):
-    """What was measured on the five held-out designs (docs/estimate.md says why each miss misses): the targets
-    hold on hp_model2 and seed_tiny2_merged; the Vitis MLPs and the reuse-16 Latency CNN miss most. Pinned, so a
-    change of the rules that moves a held-out design shows up here."""
+    """What was measured on the five held-out designs (docs/estimate.md says why each miss misses): every target
+    holds on hp_model2 and seed_tiny2_merged, DSP also on the two Vitis MLPs (4 of 5 designs), the reuse-16 Latency
+    CNN misses all four. Pinned, so a change of the rules that moves a held-out design shows up here."""
     rows, fifo_rows = report_rows
     met = {}
     for design in designs(rows, "heldout"):
@@ -64,8 +64,8 @@ def test_held_out_designs_against_the_bram_dsp_latency_and_interval_targets(repo
         met[design] = (within(est["bram18k"], rep["bram18k"], 0.10, floor=2), within(est["dsp"], rep["dsp"], 0.15),
                        within(est["lat_max"], rep["lat_max"], 0.10), within(est["ii_max"], rep["ii_max"], 0.10))
     assert met == {"hp_model2": (True, True, True, True), "seed_tiny2_merged": (True, True, True, True),
-                   "nrp_mlp_vitis": (False, False, False, True), "pominiq_cnn": (False, False, False, False),
-                   "taitashaw_mlp_vitis": (False, False, False, False)}
+                   "nrp_mlp_vitis": (False, True, False, True), "pominiq_cnn": (False, False, False, False),
+                   "taitashaw_mlp_vitis": (False, True, False, False)}
 
 
 def test_held_out_ff_and_lut_smape(report_rows):
@@ -78,16 +78,18 @@ def test_held_out_ff_and_lut_smape(report_rows):
 
 
 def test_dsp_rule_on_every_layer_whose_weights_are_known(report_rows):
-    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers, on the 8 layers
-    whose weights were transcribed: 4 exact, the others within 3.2% (492 counted, 477 reported)."""
+    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers, on the 16 layers
+    whose weights were transcribed (Vivado HLS 2019.2, Vitis HLS 2022.2 and 2025.2): 6 exact, the others over by
+    0.5-3.6% (1564 counted, 1509 reported at most)."""
     rows, _ = report_rows
     known = [r for r in rows if r["dsp_weights"]]
-    assert len(known) == 8 and {r["split"] for r in known} == {"calibration", "heldout"}
+    assert len(known) == 16 and {r["split"] for r in known} == {"calibration", "heldout"}
+    assert {r["tool_version"] for r in known} == {"2019.2", "vitis-2022.2", "vitis-2025.2"}
     for row in known:
         cost = rules.layer_cost(spec_from_row(row))
-        assert within(cost.dsp, int(row["dsp"]), 0.035), (row["design"], row["instance"], cost.dsp, row["dsp"])
+        assert int(row["dsp"]) <= cost.dsp <= 1.037 * int(row["dsp"]), (row["design"], row["instance"], cost.dsp)
     exact = [r for r in known if rules.layer_cost(spec_from_row(r)).dsp == int(r["dsp"])]
-    assert len(exact) == 4  # 114 (RF 1), 80 (RF 2: the multiplier limit 160/2), 200 and 36 (pruned, held out)
+    assert len(exact) == 6  # 114, 80 (RF 2: the multiplier limit 160/2), 200, 36, 122 (Vitis 2022.2), 129 (2025.2)
 
 
 def test_calibration_designs_are_reproduced(report_rows):
