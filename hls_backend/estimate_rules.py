@@ -177,9 +177,9 @@ def features_mult_latency_stream_ff(spec: LayerSpec) -> tuple[float, ...]:
 
 
 def features_stream_latency_conv_cycles(spec: LayerSpec) -> tuple[float, ...]:
-    """Cycles per input pixel of a Latency stream conv beyond its reuse factor: the reports show the pixel loop
-    waiting on an adder tree whose depth grows with log2 of its inputs; a pointwise (1-wide) kernel takes another
-    code path with no line buffer (its own constant)."""
+    """Cycles per input pixel of a Latency stream conv beyond its reuse factor: in the calibration report (Vitis HLS
+    2023.1, reuse factor 1) they grow with log2 of the adder tree's inputs, as the tree's depth does; a pointwise
+    (1-wide) kernel takes another code path with no line buffer (its own constant)."""
     if spec.kernel == 1:
         return (0.0, 0.0, 1.0)
     return (1.0, math.log2(max(spec.n_in, 1)), 0.0)
