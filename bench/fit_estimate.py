@@ -12,13 +12,13 @@ from __future__ import annotations
 import pprint
 from pathlib import Path
 
-from hls_backend.estimate_calibration import fit, read_rows
+from hls_backend.estimate_calibration import fit, read_fifo_rows, read_rows
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def main() -> None:
-    fitted, scalars = fit(read_rows(DATA / "csynth_instances.tsv"), read_rows(DATA / "csynth_fifo_rows.tsv"))
+    fitted, scalars = fit(read_rows(DATA / "csynth_instances.tsv"), read_fifo_rows(DATA))
     print("FITTED: dict[tuple[str, str], tuple[float, ...]] = " + pprint.pformat(fitted, width=110, sort_dicts=False))
     print("FITTED_SCALARS: dict[str, float] = " + pprint.pformat(scalars, width=110, sort_dicts=False))
 

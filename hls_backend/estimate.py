@@ -207,7 +207,14 @@ def estimate_graph(model, tool: str | None = None) -> DesignEstimate:
     return design
 
 
-def fits_lines(total: dict[str, int], part: str) -> list[str]:
+def fits(used: int, available: int, uncovered: int) -> bool | None:
+    """True / False, or None when layers without a rule leave the total a lower bound that is within capacity."""
+    if used > available:
+        return False
+    return None if uncovered else True
+
+
+def fits_lines(total: dict[str, int], part: str, uncovered: int = 0) -> list[str]:
     found = part_capacity(part)
     if found is None:
         return [f"part {part}: capacity not known here (known: {', '.join(PARTS)}), no fit check"]
@@ -215,7 +222,9 @@ def fits_lines(total: dict[str, int], part: str) -> list[str]:
     lines = []
     for resource, available in zip(RESOURCES, capacity):
         used = total[resource]
-        verdict = "fits" if used <= available else "does NOT fit"
+        verdict = {True: "fits", False: "does NOT fit",
+                   None: f"fit unknown: {uncovered} layer(s) without a rule are not counted"}[fits(used, available,
+                                                                                             uncovered)]
         lines.append(f"{resource.upper() if resource != 'bram18k' else 'BRAM_18K'}: {used} of {available} on {name} "
                      f"({100 * used / available:.0f}%) {verdict}")
     return lines

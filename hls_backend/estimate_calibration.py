@@ -24,12 +24,21 @@ TIMING = ("lat_min", "lat_max", "ii_min", "ii_max")
 FIFO_REPORTS = {
     "chiruichen_autoencoder": "ChiRuiChen_AutoEncoder_hls4mlmyproject_prj_solution1_syn_report_myproject",
     "seed_tiny2_merged": "seed-tiny2-manually-merged",
+    "spallen_pulse_vitis": "SpAllen0726_HG-DREAM-Pulse-Detection-ProjectHLS_models_myproject_prj_solution1_syn_report_",
+    "pominiq_cnn": "pominiq_DNNonSilicon_hls4ml_prj_myproject_prj_solution1_syn_report_myproject",
+    "taitashaw_mlp_vitis": "taitashaw_hls4ml-fpga-classifier_my-hls-test_myproject_prj_solution1_syn_report_myproject",
 }
+# FIFO shapes: the FIFO model's own calibration table, and those of held-out designs outside it
+FIFO_TABLES = ("csynth_fifo_rows.tsv", "csynth_fifo_rows_heldout.tsv")
 
 
 def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def read_fifo_rows(data: Path) -> list[dict]:
+    return [row for name in FIFO_TABLES for row in read_rows(data / name)]
 
 
 def number(value: str, default: int | None = 0) -> int | None:
@@ -66,6 +75,7 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
     if not cal:
         raise ValueError("fit needs calibration rows")
     layers = [(spec_from_row(r), measured(r), r) for r in cal if r["kind"] not in SUMMARY_KINDS]
+    layers = [(s, m, r) for s, m, r in layers if rules.layer_cost(s).covered]
     scalars = {}
     unknown = [(s, m) for s, m, _ in layers if s.kind in ("dense", "conv") and s.strategy == "latency"
                and s.dsp_weights is None and s.in_bits > rules.DSP_MIN_DATA_BITS]
@@ -99,7 +109,12 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
             if spec.strategy == "latency":
                 dsp_products = min(m["dsp"], rules.multiplier_limit(spec))
                 add(("mult_latency", "lut"), rules.features_mult_latency_lut(spec, dsp_products), m["lut"])
-                add(("mult_latency", "ff"), rules.features_mult_latency_ff(spec, m["lat_max"]), m["ff"])
+                if spec.io_type == "io_stream" and spec.kind == "conv":
+                    add(("mult_latency_stream", "ff"), rules.features_mult_latency_stream_ff(spec), m["ff"])
+                    add(("stream_latency_conv", "cycles"), rules.features_stream_latency_conv_cycles(spec),
+                        m["lat_max"] / spec.in_pixels - spec.reuse)
+                else:  # the report's own pipeline depth (0 or 1) of the io_parallel layer
+                    add(("mult_latency", "ff"), rules.features_mult_latency_ff(spec, m["lat_max"]), m["ff"])
             else:
                 add(("mult_resource", "lut"), rules.features_mult_resource(spec), m["lut"])
                 add(("mult_resource", "ff"), rules.features_mult_resource(spec), m["ff"])
@@ -137,7 +152,8 @@ def estimate_design(design: str, rows: list[dict], fifo_rows: list[dict]) -> Des
     """The estimate of one reported design from its layer rows (and its report's FIFO shapes)."""
     inner = [r for r in rows if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
     total_row = next(r for r in rows if r["design"] == design and r["kind"] == "total")
-    specs = [spec_from_row(r) for r in inner]
+    # a layer without a rule is left out of the estimated total, as `onnx-fuse estimate` does
+    specs = [s for s in (spec_from_row(r) for r in inner) if rules.layer_cost(s).covered]
     costs = [rules.layer_cost(s) for s in specs]
     io_type = inner[0]["io_type"]
     fifo = {}

@@ -35,32 +35,34 @@ ROM_WIDTH_AT_DEPTH = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (1
 
 # Fitted on the calibration split only (bench/fit_estimate.py prints these; tests/test_estimate.py checks that the
 # fit reproduces them). Keys: (rule, resource) -> coefficients of the rule's features_* vector below.
-FITTED: dict[tuple[str, str], tuple[float, ...]] = {('mult_latency', 'lut'): (1.0393, 0.0, 4.1817),
- ('mult_latency', 'ff'): (0.0803, 1.1096),
+FITTED: dict[tuple[str, str], tuple[float, ...]] = {('mult_latency', 'lut'): (0.9594, 0.0, 6.9826),
+ ('mult_latency', 'ff'): (0.1239, 0.6079),
+ ('mult_latency_stream', 'ff'): (0.1679, 0.0, 1369.0634),
+ ('stream_latency_conv', 'cycles'): (0.9824, 0.638, 0.0625),
  ('mult_resource', 'lut'): (0.1941, 0.0, 1272.3232),
  ('mult_resource', 'ff'): (0.8078, 0.0, 2995.9456),
- ('activation_parallel', 'lut'): (2.5495,),
- ('activation_stream', 'lut'): (2.1727, 131.374),
- ('activation_stream', 'ff'): (1.9141, 99.5267),
+ ('activation_parallel', 'lut'): (2.3496,),
+ ('activation_stream', 'lut'): (4.1931, 0.0),
+ ('activation_stream', 'ff'): (0.8441, 182.5034),
  ('pool_stream', 'lut'): (6.2344, 518.0),
  ('pool_stream', 'ff'): (10.1094, 282.0),
- ('zeropad_stream', 'lut'): (1.0699, 192.313),
- ('zeropad_stream', 'ff'): (0.0101, 29.042),
- ('resize_stream', 'lut'): (5.2617, 0.0),
- ('resize_stream', 'ff'): (12.9766, 0.0),
- ('softmax', 'lut'): (7.55,),
- ('softmax', 'ff'): (2.5667,),
- ('top_parallel', 'ff'): (0.0078, 2877.75)}
+ ('zeropad_stream', 'lut'): (0.1822, 257.5305),
+ ('zeropad_stream', 'ff'): (0.0, 26.9091),
+ ('resize_stream', 'lut'): (0.5156, 642.0),
+ ('resize_stream', 'ff'): (1.1868, 1297.9091),
+ ('softmax', 'lut'): (5.9062,),
+ ('softmax', 'ff'): (2.2156,),
+ ('top_parallel', 'ff'): (0.1198, 2544.5)}
 # Fitted scalars: fraction of non-zero weights that need a DSP when the weights are not known; cycles a
 # Resource-strategy stream conv spends per input pixel beyond its reuse factor (max) and at least (min); cycles of
 # the io_parallel top function beyond its layers; the softmax's pipeline depth; LUT per FIFO (csynth reports FIFO
 # LUT only as one summary line per design).
-FITTED_SCALARS: dict[str, float] = {'dsp_weight_fraction': 0.2928,
+FITTED_SCALARS: dict[str, float] = {'dsp_weight_fraction': 0.4852,
  'stream_conv_extra_cycles': 11.0,
  'stream_conv_min_cycles': 4.0,
- 'softmax_cycles': 3.6667,
- 'parallel_top_cycles': 5.3333,
- 'fifo_lut_each': 72.4769}
+ 'softmax_cycles': 3.25,
+ 'parallel_top_cycles': 5.0,
+ 'fifo_lut_each': 70.4792}
 
 
 @dataclass
@@ -168,6 +170,21 @@ def features_mult_latency_ff(spec: LayerSpec, pipeline_stages: int) -> tuple[flo
             pipeline_stages * spec.n_out * spec.acc_bits)
 
 
+def features_mult_latency_stream_ff(spec: LayerSpec) -> tuple[float, ...]:
+    """A Latency stream conv pipelines its pixel loop: registers per product bit and cycle, the window of
+    kernel x channels input words, and control."""
+    return (spec.nonzero * spec.acc_bits / max(spec.reuse, 1), spec.kernel * spec.n_chan * spec.in_bits, 1.0)
+
+
+def features_stream_latency_conv_cycles(spec: LayerSpec) -> tuple[float, ...]:
+    """Cycles per input pixel of a Latency stream conv beyond its reuse factor: in the calibration report (Vitis HLS
+    2023.1, reuse factor 1) they grow with log2 of the adder tree's inputs, as the tree's depth does; a pointwise
+    (1-wide) kernel takes another code path with no line buffer (its own constant)."""
+    if spec.kernel == 1:
+        return (0.0, 0.0, 1.0)
+    return (1.0, math.log2(max(spec.n_in, 1)), 0.0)
+
+
 def features_mult_resource(spec: LayerSpec) -> tuple[float, ...]:
     """The reuse loop selects one input and one accumulator per product each cycle (index multiplexers over
     n_in x in_bits and n_out x acc_bits, registered), multiplies in LUTs when no DSP is used, plus control."""
@@ -194,6 +211,13 @@ def features_stream_channels(spec: LayerSpec) -> tuple[float, ...]:
 
 def features_softmax(spec: LayerSpec) -> tuple[float, ...]:
     return (spec.elements * spec.in_bits,)
+
+
+def latency_stages(spec: LayerSpec, dsp: int) -> int:
+    """Pipeline stages of a Latency-strategy product: the io_parallel reports show 0 (combinational) for adder
+    trees of < 8 products per output without DSPs, 1 otherwise (threshold read off the calibration reports)."""
+    per_output = spec.nonzero / max(spec.n_out, 1)
+    return 1 if dsp and per_output >= 8 else 0
 
 
 def mult_layer(spec: LayerSpec) -> LayerCost:
@@ -229,13 +253,14 @@ def mult_layer(spec: LayerSpec) -> LayerCost:
         parallel_pixels = max(spec.out_pixels // max(spec.partitions, 1), 1)
         dsp *= parallel_pixels
     if spec.strategy == "latency":
-        # pipeline stages of a Latency layer: the reports show 0 (combinational) for adder trees of <8 products
-        # per output without DSPs, 1 otherwise (fitted threshold)
-        per_output = spec.nonzero / max(spec.n_out, 1)
-        stages = 1 if dsp and per_output >= 8 else 0
+        stages = latency_stages(spec, dsp)
         lut = linear("mult_latency", "lut", features_mult_latency_lut(spec, dsp_products)) * parallel_pixels
-        ff = linear("mult_latency", "ff", features_mult_latency_ff(spec, stages)) * parallel_pixels
         rules["lut"] = rules["ff"] = "fitted: adder tree and LUT products (Latency)"
+        if spec.io_type == "io_stream" and spec.kind == "conv":
+            ff = linear("mult_latency_stream", "ff", features_mult_latency_stream_ff(spec))
+            rules["ff"] = "fitted: pipelined products and the window registers (Latency, stream conv)"
+        else:
+            ff = linear("mult_latency", "ff", features_mult_latency_ff(spec, stages)) * parallel_pixels
         call_lat, call_ii = stages, spec.reuse
     else:
         stages = 0
@@ -251,10 +276,12 @@ def mult_layer(spec: LayerSpec) -> LayerCost:
             lat_min, lat_max = spec.in_pixels * lo, spec.in_pixels * (spec.reuse + extra)
             rules["latency"] = (f"analytic+fitted: {spec.in_pixels} input pixels x (reuse {spec.reuse} + {extra} "
                                 f"fitted cycles) at most, x {lo} fitted cycles at least")
-        else:  # no Latency-strategy stream conv in the data: the pipeline's own interval, not calibrated
-            lat_min, lat_max = spec.in_pixels, spec.in_pixels * spec.reuse + stages + 1
-            rules["latency"] = (f"analytic, not calibrated: {spec.in_pixels} input pixels at interval "
-                                f"{spec.reuse} + pipeline depth")
+        else:
+            extra = sum(c * f for c, f in zip(FITTED[("stream_latency_conv", "cycles")],
+                                               features_stream_latency_conv_cycles(spec)))
+            lat_min = lat_max = round(spec.in_pixels * (spec.reuse + extra))
+            rules["latency"] = (f"analytic+fitted: {spec.in_pixels} input pixels x (reuse {spec.reuse} + "
+                                f"{extra:.2f} fitted cycles of the adder tree)")
         return LayerCost(bram, dsp, ff, lut, lat_min, lat_max, lat_min, lat_max, rules)
     if spec.io_type == "io_stream":  # dense on a stream: reads the input, then one call
         reads = spec.in_pixels

@@ -364,7 +364,9 @@ def write_report(fused: onnx.ModelProto, options: HlsOptions, common: dict, dirs
     with hls4ml_prints_to_debug_log():
         graphs = {fuse: convert(fused, output_dir=dirs[fuse], fuse=fuse, **common) for fuse in dirs}
     estimates = {fuse: estimate_graph(graphs[fuse]) for fuse in graphs}
-    whole = totals_table(estimates[False], estimates[True])
+    # headed: on the terminal it follows the FIFO table's own "| total |" table
+    whole = ("Whole design, all layers and FIFOs (estimate from the converted designs; not synthesis):\n\n"
+             f"{totals_table(estimates[False], estimates[True])}")
     design = (f"Whole design (estimate from the converted designs, hls_backend/estimate.py; not synthesis):\n\n"
               f"{layer_table(estimates[False], estimates[True])}\n")
     result = {"estimate": {"unfused": estimates[False].as_dict(), "fused": estimates[True].as_dict()}}

@@ -99,15 +99,16 @@ def estimate(args: argparse.Namespace, log) -> dict:
 
 
 def as_json(args: argparse.Namespace, result: dict) -> str:
-    from hls_backend.estimate import part_capacity
+    from hls_backend.estimate import fits, part_capacity
 
     found = part_capacity(args.part)
     part = {"name": args.part, "known_as": found[0] if found else None,
             "capacity": dict(zip(("bram18k", "dsp", "ff", "lut"), found[1])) if found else None,
             "clock_period_ns": args.clock_period}
     if found:
-        part["fits"] = {name: {k: result["designs"][name].total[k] <= part["capacity"][k] for k in part["capacity"]}
-                        for name in ("unfused", "fused")}
+        designs = result["designs"]
+        part["fits"] = {name: {k: fits(designs[name].total[k], part["capacity"][k], len(designs[name].not_covered))
+                               for k in part["capacity"]} for name in ("unfused", "fused")}
     return json.dumps({"model": str(args.model), "backend": args.backend, "io_type": args.io_type,
                        "strategy": args.strategy, "pairs_fused": result["pairs"],
                        "unfused": result["designs"]["unfused"].as_dict(), "fused": result["designs"]["fused"].as_dict(),
@@ -125,7 +126,7 @@ def summary(args: argparse.Namespace, result: dict) -> str:
         lines.append(f"{title}: latency {t['latency_min']}-{t['latency_max']} cycles "
                      f"({cycles_to_us(t['latency_max'], args.clock_period)} at {args.clock_period:g} ns), "
                      f"interval {t['interval_max']} cycles")
-        lines += [f"  {line}" for line in fits_lines(t, args.part)]
+        lines += [f"  {line}" for line in fits_lines(t, args.part, len(design.not_covered))]
     lines.append("  time: " + ", ".join(f"{k} {v:.2f}s" for k, v in result["seconds"].items()))
     return "\n".join(lines)
 
