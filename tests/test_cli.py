@@ -117,18 +117,6 @@ def test_help_documents_exit_codes():
         assert code in result.stdout
 
 
-def test_module_entry_point_runs_for_real(tmp_path):
-    out = tmp_path / "d.onnx"
-    result = subprocess.run(
-        [sys.executable, "-m", "onnx_fuse", str(MODELS / "digits_cnn.h5"), str(out), "--samples", "2"],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "fused 2 Conv->Relu pairs" in result.stdout
-    assert all(line.startswith("onnx-fuse: ") for line in result.stderr.splitlines()), result.stderr
-    assert out.exists()
-
-
 def test_console_script_is_installed():
     from importlib.metadata import entry_points
 

@@ -31,6 +31,8 @@ def test_hls_stage_is_bit_exact_reports_the_saving_and_replaces_an_earlier_outpu
     run = cli.run(MODELS / "digits_cnn.h5", "d.onnx", "--hls-out", hls_dir, "--report", "--json",
                   "--data", MODELS / "digits_cnn.npz", "--samples", "100", timeout=900)
     assert run.returncode == 0, run.stderr
+    # `python -m onnx_fuse` as a user runs it: stderr holds our progress lines only (no library's log lines)
+    assert all(line.startswith("onnx-fuse: ") for line in run.stderr.splitlines()), run.stderr
     report = json.loads(run.stdout)  # hls4ml's own prints must not leak into stdout
     hls = report["hls"]
     assert hls["bit_exact"] is True and hls["max_abs_diff"] == 0.0 and hls["samples"] == 200
