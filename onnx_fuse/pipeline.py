@@ -122,7 +122,11 @@ def process(source: Source, options: Options, stage: Stages | None = None) -> Re
         normalised, passes = normalise(exported)
     with stage("fuse", "fusing Conv/Dense -> activation pairs"):
         fused, fusion = fuse(normalised)
-    feeds = make_feeds(normalised, options.samples, options.seed, options.data) if options.verify or options.hls else {}
+    feeds = {}
+    if options.verify or options.hls:
+        # a QKeras model's random inputs lie on a grid where its float32 sums are exact (verify.GRID_STEP)
+        on_grid = source.loader == "qkeras"
+        feeds = make_feeds(normalised, options.samples, options.seed, options.data, on_grid)
     parity, hls = [], None
     if options.verify:
         with stage("verify", "checking parity in onnxruntime"):
