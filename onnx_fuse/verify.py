@@ -125,6 +125,21 @@ def random_feeds(model: onnx.ModelProto, samples: int, seed: int, on_grid: bool 
     return feeds
 
 
+def off_grid_note(feeds: Feeds) -> str:
+    """For a failed QKeras check: how many inputs hold values off GRID_STEP's grid (see above), or nothing."""
+    off = sum(
+        int(np.count_nonzero(np.any((np.asarray(v, np.float64) / GRID_STEP % 1 != 0).reshape(len(v), -1), axis=1)))
+        for v in feeds.values()
+    )
+    if not off:
+        return ""
+    count = len(next(iter(feeds.values())))
+    return (
+        f" on {count} inputs, {off} of them off the 2^-8 grid: QKeras' float32 sums in TensorFlow's order and "
+        "onnxruntime's can round one quantizer step apart there; --data on a fixed-point grid is compared exactly"
+    )
+
+
 def budget_bytes(model: onnx.ModelProto, count: int) -> int:
     per_input = sum(math.prod(shape[1:]) * (8 + dtype.itemsize) for _, shape, dtype in input_specs(model))
     per_output = 0

@@ -18,7 +18,7 @@ import keras  # noqa: E402
 from onnx_fuse import fuse, qonnx_ops  # noqa: E402
 from onnx_fuse.load import load  # noqa: E402
 from onnx_fuse.qkeras import qkeras_to_qonnx  # noqa: E402
-from onnx_fuse.verify import random_feeds, session  # noqa: E402
+from onnx_fuse.verify import off_grid_note, random_feeds, session  # noqa: E402
 
 STEP = 2.0**-6  # quantized_relu(8, 2)
 TOP = 4 - STEP  # its largest value
@@ -103,3 +103,11 @@ def test_float_inputs_differ_only_where_float32_order_decides(tiny):
     units = out["exact"][differ] / STEP
     assert np.all(np.abs(units - np.floor(units) - 0.5) <= bound[differ] / STEP)
     assert np.all(np.abs(out["qkeras_act"][differ] - out["onnx_act"][differ]) == STEP)
+
+
+def test_failure_line_counts_the_inputs_off_the_grid(tiny):
+    """A failed QKeras check on --data off the grid says so (the one case left where float32 order decides)."""
+    on, off = (random_feeds(tiny["graph"], 4, 0, on_grid=grid) for grid in (True, False))
+    assert off_grid_note(on) == ""
+    mixed = {name: np.concatenate([on[name], off[name]]) for name in on}
+    assert off_grid_note(mixed).startswith(" on 8 inputs, 4 of them off the 2^-8 grid: QKeras' float32 sums")
