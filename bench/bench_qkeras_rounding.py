@@ -1,7 +1,7 @@
 """QKeras vs its QONNX export on resnet_v1_eembc_quantized_tiny's architecture: N(0, 1) inputs vs inputs on the
 parity check's grid, over seeded weights (models/make_qkeras_resnet_tiny.py; needs the `qkeras` extra).
 
-    python bench/bench_qkeras_rounding.py [--models 8] [--inputs 3]
+    python bench/bench_qkeras_rounding.py [--models 8] [--inputs 3] [--skip]
 
 Each cell: max abs difference of the logits over 16 inputs drawn with that input seed. A nonzero cell on N(0, 1)
 inputs comes from the first conv, the one layer reading unquantized floats: TensorFlow and onnxruntime sum its 27
@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=8, help="weight seeds 0..N-1")
     parser.add_argument("--inputs", type=int, default=3, help="input seeds 0..N-1")
+    parser.add_argument("--skip", action="store_true", help="the residual Add variant (the config's skip 1)")
     args = parser.parse_args()
     quiet_libraries()
     logging.getLogger("onnx_fuse").setLevel(logging.WARNING)
@@ -46,7 +47,7 @@ def main() -> None:
           + " ".join(f"{f'grid s{s}':>8}" for s in seeds))
     differing = {"normal": 0, "grid": 0}
     for weights in range(args.models):
-        exported = qkeras_to_qonnx(resnet_tiny(weights))
+        exported = qkeras_to_qonnx(resnet_tiny(weights, args.skip))
         graph, reference = qonnx_ops.prepare(exported.model), keras_runner(exported.reference)
         cells = {}
         for kind in differing:

@@ -16,7 +16,7 @@ The trained file is not bundled; here the kernels are he_normal, the biases N(0,
 statistics drawn at random (gamma U(0.5, 1.5), beta N(0, 0.3), mean N(0, 0.5), variance U(0.5, 2)), so that
 folding them is exercised. With these weights, N(0, 1) inputs (the parity check's seed-0 random inputs before they
 were put on a grid) make TensorFlow's and onnxruntime's float32 sums in the first conv round one step apart at a
-quantized_relu: tests/test_qkeras_rounding.py.
+quantized_relu: tests/test_qkeras_rounding.py. qkeras_resnet_tiny_off_grid.npy holds one such input.
 """
 
 from __future__ import annotations
@@ -34,17 +34,26 @@ HERE = Path(__file__).resolve().parent
 SEED = 17
 
 
-def resnet_tiny(seed: int = SEED) -> keras.Model:
+def resnet_tiny(seed: int = SEED, skip: bool = False) -> keras.Model:
+    """skip=True: the config's skip 1 instead, the residual Add of resnet_v1_eembc.py (its second input through
+    QActivation(quantized_bits), a QActivation(quantized_relu) after it)."""
     keras.utils.set_random_seed(seed)
     logit_quantizer = quantized_bits(8, 2, alpha=1, use_stochastic_rounding=0)
     activation_quantizer = quantized_relu(8, 2, use_stochastic_rounding=0)
+
+    def conv(stride: int) -> QConv2DBatchnorm:
+        return QConv2DBatchnorm(32, kernel_size=3, strides=stride, padding="same", kernel_quantizer=logit_quantizer,
+                                bias_quantizer=logit_quantizer, kernel_initializer="he_normal")
+
     inputs = keras.Input((32, 32, 3), name="input_1")
-    x = inputs
-    for filters, kernel, stride in ((32, 3, 4), (32, 3, 1), (32, 3, 1)):
-        x = QConv2DBatchnorm(filters, kernel_size=kernel, strides=stride, padding="same",
-                             kernel_quantizer=logit_quantizer, bias_quantizer=logit_quantizer,
-                             kernel_initializer="he_normal")(x)
-        x = QActivation(activation=activation_quantizer)(x)
+    x = QActivation(activation=activation_quantizer)(conv(4)(inputs))
+    y = QActivation(activation=activation_quantizer)(conv(1)(x))
+    y = conv(1)(y)
+    if skip:
+        x = keras.layers.Add()([x, QActivation(activation=logit_quantizer)(y)])
+    else:
+        x = y
+    x = QActivation(activation=activation_quantizer)(x)
     x = keras.layers.Flatten()(x)
     x = QDense(10, kernel_quantizer=logit_quantizer, bias_quantizer=logit_quantizer,
                kernel_initializer="he_normal")(x)
@@ -62,6 +71,14 @@ def resnet_tiny(seed: int = SEED) -> keras.Model:
     return model
 
 
+def off_grid_input() -> np.ndarray:
+    """Sample 13 of the N(0, 1) inputs the parity check drew with seed 0 before they were put on a grid: the one
+    whose first-conv sum TensorFlow rounds to exactly 148.5 quantized_relu steps (148 after half-to-even) and
+    onnxruntime to 148.50003 (149); the exact sum is 148.500036."""
+    return np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)[13:14]
+
+
 if __name__ == "__main__":
     resnet_tiny().save(HERE / "qkeras_resnet_tiny.h5")
-    print("qkeras_resnet_tiny.h5 written")
+    np.save(HERE / "qkeras_resnet_tiny_off_grid.npy", off_grid_input())
+    print("qkeras_resnet_tiny.h5, qkeras_resnet_tiny_off_grid.npy written")

@@ -89,11 +89,15 @@ def test_grid_inputs_sit_on_rounding_boundaries_and_round_alike(tiny):
     assert np.array_equal(out["onnx_act"], out["qkeras_act"])
 
 
-def test_float_inputs_differ_only_where_float32_order_decides(tiny):
+def test_float_inputs_differ_only_where_float32_order_decides(tiny, models_dir):
     """On N(0, 1) inputs (the old default) the first conv's float32 sums differ between TensorFlow and onnxruntime,
-    and a quantized_relu output differs only where the exact sum lies within float32 rounding of a boundary."""
+    and a quantized_relu output differs only where the exact sum lies within float32 rounding of a boundary; the
+    bundled off-grid input (sample 13) has one such sum, 148.500036 steps (TensorFlow's float32 sum was 148.5)."""
     x = np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)
     out = first_layer(tiny, x)
+    assert np.array_equal(x[13:14], np.load(models_dir / "qkeras_resnet_tiny_off_grid.npy"))
+    on_boundary = out["exact"][13, 7, 2, 16] / STEP
+    assert abs(on_boundary - 148.5) <= 28 * 2.0**-24 * out["magnitude"][13, 7, 2, 16] / STEP and on_boundary > 148.5
     assert not np.array_equal(out["qkeras_conv"], out["onnx_conv"])  # summed in another order
     # a float32 sum of 27 products and a bias, in any order, is within 28 * 2**-24 * (sum of |terms|) of the exact
     bound = 28 * 2.0**-24 * out["magnitude"]
