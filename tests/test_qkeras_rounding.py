@@ -115,3 +115,13 @@ def test_failure_line_counts_the_inputs_off_the_grid(tiny):
     assert off_grid_note(on) == ""
     mixed = {name: np.concatenate([on[name], off[name]]) for name in on}
     assert off_grid_note(mixed).startswith(" on 8 inputs, 4 of them off the 2^-8 grid: QKeras' float32 sums")
+
+
+def test_sweep_builds_on_the_inputs_the_cli_checks(models_dir, tmp_path):
+    """`onnx-fuse sweep` recomputes the parity inputs for its C-sims: a QKeras model's random ones on the grid too."""
+    from onnx_fuse.sweep_cli import parser, prepare
+    from onnx_fuse.verify import GRID_STEP
+
+    args = parser().parse_args([str(models_dir / "qkeras_resnet_tiny.h5"), "--out", str(tmp_path / "s")])
+    x = prepare(args).x
+    assert x.shape == (16, 32, 32, 3) and np.array_equal(x / GRID_STEP, np.round(x / GRID_STEP))
