@@ -141,7 +141,8 @@ def prepare(args: argparse.Namespace) -> Shared:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     fused = result.model
-    feeds = make_feeds(fused, args.samples, args.seed, args.data)
+    # the inputs `onnx-fuse --hls-out` builds: a QKeras model's random ones on verify.GRID_STEP's grid
+    feeds = make_feeds(fused, args.samples, args.seed, args.data, on_grid=result.loader == "qkeras")
     if len(feeds) != 1:
         raise InputError("the hls stage handles single-input models only")
     reference = run_onnx(fused, feeds)[0]

@@ -261,3 +261,15 @@ def test_cli_on_the_original_tiny2_unchanged(models_dir, tmp_path, capsys):
     assert "parity qkeras vs onnx: max abs err 0 on 116 inputs, same top-1 class on 116/116" in text
     assert "parity onnx vs fused: max abs err 0 on 116 inputs (exact) ok" in text
     assert {n.op_type for n in onnx.load(out).graph.node} >= {"ConvRelu", "Quant"}
+
+
+def test_all_zero_bias_dropped_by_tf2onnx_exports():
+    """A freshly initialised QDense (bias all zeros): tf2onnx leaves the zero bias out of the graph, and zeros need
+    no Quant node; this was an ExportBug (exit 1)."""
+    model = keras.Sequential([keras.Input((8,)), QDense(4, kernel_quantizer=quantized_bits(8, 2, alpha=1),
+                                                        bias_quantizer=quantized_bits(8, 2, alpha=1)),
+                              QActivation(quantized_relu(8, 2))])
+    exported = qkeras_to_qonnx(model).model
+    assert sum(n.op_type == "Quant" for n in exported.graph.node) == 2  # kernel and activation
+    x = np.random.default_rng(5).normal(0, 2, (4, 8)).astype(np.float32)
+    assert np.array_equal(run_qonnx(exported, x), np.asarray(model(x, training=False)))
