@@ -273,3 +273,16 @@ def test_all_zero_bias_dropped_by_tf2onnx_exports():
     assert sum(n.op_type == "Quant" for n in exported.graph.node) == 2  # kernel and activation
     x = np.random.default_rng(5).normal(0, 2, (4, 8)).astype(np.float32)
     assert np.array_equal(run_qonnx(exported, x), np.asarray(model(x, training=False)))
+
+
+def test_biasless_qdense_before_quantized_relu_fuses():
+    """QDense(use_bias=False) exports as MatMul(x, Quant(W)): written as a Gemm, its quantized_relu fuses, and the
+    fused graph equals QKeras."""
+    import onnx_fuse
+
+    bits = quantized_bits(8, 2, alpha=1)
+    model = keras.Sequential([keras.Input((8,)), QDense(6, use_bias=False, kernel_quantizer=bits),
+                              QActivation(quantized_relu(8, 2)), QDense(3, kernel_quantizer=bits, bias_quantizer=bits)])
+    result = onnx_fuse.fuse(model)
+    assert result.fusion.by_op == {"DenseRelu": 1}, result.fusion.by_op
+    assert all(p.ok and p.max_abs_err == 0 for p in result.parity), result.parity
