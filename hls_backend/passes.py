@@ -73,14 +73,10 @@ def repeats_every(stage: Layer, epilogue: Epilogue, period: int) -> bool:
 
 def indexed_write_back(producer: Layer) -> bool:
     """Whether the fused layer can get the output channel in its write-back. hls4ml 1.3's Dense (both io types) and
-    io_stream Conv1D/Conv2D write their outputs through their config's `kernel`, which templates.py replaces; an
-    io_parallel conv of any kind is called through templates.py's onnx_fuse_indexed instead. The io_stream
-    depthwise and pointwise kernels cast each output with no channel at hand."""
-    if producer.class_name == "Dense":
-        return True
-    if producer.model.config.get_config_value("IOType") == "io_parallel":
-        return producer.class_name in STOCK_PARALLEL_CONV
-    return producer.class_name in ("Conv1D", "Conv2D")
+    every io_stream conv (plain, depthwise and pointwise: their mult config's `kernel`) write their outputs through
+    a config's `kernel`, which templates.py replaces; an io_parallel conv is called through templates.py's
+    onnx_fuse_indexed instead."""
+    return producer.class_name == "Dense" or producer.class_name in STOCK_PARALLEL_CONV
 
 
 def output_channels(producer: Layer) -> int:

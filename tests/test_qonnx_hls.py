@@ -208,6 +208,60 @@ def test_float_scale_epilogue_leaky_relu_and_clip(io_type: str, compiled) -> Non
     assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == 4
 
 
+def float_bias_conv_pointwise() -> onnx.ModelProto:
+    """Quant(x) -> Conv 3x3 (float bias) -> Relu -> Quant -> Conv 1x1 (float bias) -> Relu, float scales: each conv's
+    ApplyAlpha is per-channel (its bias / scale), the 1x1 conv is hls4ml's pointwise kernel."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in {
+        "W": rng.standard_normal((4, 4, 3, 3)), "b": rng.standard_normal(4), "W2": rng.standard_normal((6, 4, 1, 1)),
+        "b2": rng.standard_normal(6), "sx": 0.0173, "sw": 0.0219, "sa": 0.0311, "sw2": 0.0123, "z": 0.0, "b8": 8.0,
+    }.items()]
+    quant = dict(domain=QONNX_DOMAIN, signed=1, narrow=1, rounding_mode="ROUND")
+    nodes = [
+        helper.make_node("Quant", ["x", "sx", "z", "b8"], ["qx"], **quant),
+        helper.make_node("Quant", ["W", "sw", "z", "b8"], ["qW"], **quant),
+        helper.make_node("Conv", ["qx", "qW", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Quant", ["r", "sa", "z", "b8"], ["qr"], **quant),
+        helper.make_node("Quant", ["W2", "sw2", "z", "b8"], ["qW2"], **quant),
+        helper.make_node("Conv", ["qr", "qW2", "b2"], ["c2"], kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["c2"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "pointwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+    model.ir_version = 8
+    return prepare(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_type", ["io_stream", "io_parallel"])
+def test_per_channel_epilogue_in_conv_and_pointwise_write_back(io_type: str, compiled) -> None:
+    """Per-channel ApplyAlpha into a plain and a pointwise conv: io_stream through each mult config's own kernel,
+    io_parallel through nnet::onnx_fuse_indexed; bit-exact, both pairs with both stages gone."""
+    from hls_backend import project
+
+    normalised, _ = normalise(float_bias_conv_pointwise())
+    fused, report = fuse(normalised)
+    assert report.pairs == 2
+    x = (np.random.default_rng(4).integers(-16, 17, (16, 4, 6, 6)) / 16).astype(np.float32)
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<32,8>")
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vivado", io_type=io_type, hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert len(np.unique(got.y)) > 100
+    calls = project.layer_calls(got.output_dir)
+    # only the input-side rescales of the two Quant(x) stay; the convs' ApplyAlpha and both ReLUs are gone
+    kept = [c for c in calls if c[0] in ("normalize", "relu")]
+    assert kept == [("normalize", "Quant_2_scale"), ("normalize", "Quant_3_scale")], calls
+    params = (got.output_dir / "firmware" / "parameters.h").read_text()
+    assert params.count("indexed by output channel") == 2
+    assert len(project.layer_calls(ref.output_dir)) - len(calls) == 4
+
+
 def test_non_po2_dense_bias_is_refused_before_any_build(tmp_path: Path, capsys) -> None:
     """hls4ml 1.3 crashes on a Dense bias quantized with a float scale: one clear line, exit 2, nothing built."""
     from onnx_fuse.cli import main
