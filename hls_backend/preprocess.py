@@ -24,6 +24,7 @@ from hls_backend.pool1d import mark_1d_pools
 from hls_backend.gemm_bias import ZeroBiasForGemm
 from hls_backend.pooling import ChannelsLastAveragePool
 from hls_backend.uniform_scales import uniform_po2_weight_scales
+from hls_backend.weight_scales import move_weight_scales_below
 from hls_backend.resize import ChannelsLastResize, mark_1d_resizes
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
@@ -91,6 +92,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         raise UnsupportedModelError(f"not supported on the hls4ml path: {exc}") from exc
     wrapped = wrapped.transform(ConvertToChannelsLastAndClean())
     wrapped = wrapped.transform(DropLeadingOnesOfConstants())  # hls4ml's ApplyAlpha wants batch-free constants
+    move_weight_scales_below(wrapped.model)  # per-channel float weight scales, which hls4ml 1.3 cannot move
     wrapped = cleanup_model(wrapped)
     mark_1d_pools(wrapped.model)  # after qonnx's last shape inference, which does not know the marked ops
     mark_1d_resizes(wrapped.model)
