@@ -68,6 +68,7 @@ def test_gemm_without_bias_reaches_hls4ml() -> None:
     assert [layer.class_name for layer in hls.get_layers()].count("Dense") == 2
 
 
+@pytest.mark.filterwarnings("ignore:Failed to propagate quantization bias down Add node")
 def test_per_channel_float_weight_scales_reach_hls4ml() -> None:
     """Brevitas' Int8WeightPerChannelFloat after a float input scale (digits_fs_cnn_pc): hls4ml 1.3 cannot move such
     scales below a conv (it warns, then crashes with an IndexError in the C-sim child), so this model was refused.
