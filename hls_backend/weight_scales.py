@@ -27,7 +27,7 @@ CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
 
 def exact_quant_of(values: np.ndarray) -> tuple[float, int]:
     """(power-of-2 scale, bits) of an unsigned Quant that returns these positive float32 values unchanged."""
-    mantissa, exponent = np.frexp(values.astype(np.float64))
+    _, exponent = np.frexp(values.astype(np.float64))
     step = int(exponent.min()) - 24  # below the least significant bit of the smallest value's 24-bit significand
     integers = np.ldexp(values.astype(np.float64), -step)
     assert np.array_equal(integers, np.round(integers)), "a float32 is an integer multiple of 2**(exponent - 24)"
@@ -36,8 +36,9 @@ def exact_quant_of(values: np.ndarray) -> tuple[float, int]:
 
 def per_channel_scale(scale: np.ndarray, weight_ndim: int, channel_axis: int) -> np.ndarray | None:
     """The scale as one value per output channel, or None when it also varies along another axis."""
-    if scale.ndim != weight_ndim or np.all(scale == scale.flat[0]):
+    if scale.ndim > weight_ndim or np.all(scale == scale.flat[0]):
         return None
+    scale = scale.reshape((1,) * (weight_ndim - scale.ndim) + scale.shape)  # ONNX broadcasting aligns from the right
     if any(size != 1 for axis, size in enumerate(scale.shape) if axis != channel_axis):
         return None
     return scale.reshape(-1)
@@ -48,6 +49,10 @@ class Rewriter:
         self.graph = model.graph
         self.inits = {t.name: t for t in self.graph.initializer}
         self.producers = {out: node for node in self.graph.node for out in node.output}
+        self.readers: dict[str, int] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.readers[name] = self.readers.get(name, 0) + 1
         self.count = 0
 
     def constant(self, name: str, value: np.ndarray) -> str:
@@ -61,6 +66,8 @@ class Rewriter:
         quant = self.producers.get(node.input[1]) if len(node.input) > 1 else None
         if quant is None or quant.op_type != "Quant" or not all(i in self.inits for i in quant.input[:4]):
             return None
+        if self.readers[quant.output[0]] != 1:
+            return None  # a weight shared with another layer: rewriting it would change that layer too
         return quant
 
     def rewrite(self, node: onnx.NodeProto, quant: onnx.NodeProto, channel_axis: int) -> list[onnx.NodeProto] | None:
