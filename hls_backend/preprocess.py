@@ -139,7 +139,8 @@ def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
     """hls4ml 1.3 moves a weight Quant's float scale below its layer as an ApplyAlpha (move_scales.py) and cannot for
     a per-channel one on a Dense (ScaleDownMatMul broadcasts the weight-shaped scale to the output shape) or on a Conv
     whose input carries a float scale too (ScaleDownConv combines the two scales with a matrix product, which fails
-    on the scalar input scale): it warns, leaves the weight Constant behind, and crashes on it (IndexError)."""
+    on the scalar input scale): it warns, leaves the weight Constant behind, and crashes on it (IndexError).
+    weight_scales.py has already moved every scale that is one value per output channel; this refuses the rest."""
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producers = {name: node for node in model.graph.node for name in node.output}
     for node in model.graph.node:
