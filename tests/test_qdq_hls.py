@@ -89,3 +89,23 @@ def test_quantize_static_per_tensor_through_hls_fused_equals_unfused(tmp_path, c
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+
+
+@pytest.mark.slow
+def test_quantize_static_per_channel_through_hls_fused_equals_unfused(tmp_path, capsys):
+    """onnxruntime's static quantization with per-channel float weight scales (refused before weight_scales.py): each
+    layer's scale goes into its write-back, the activation Quant's rescaling ApplyAlpha after it stays a stage (one
+    stage per write-back; taking it too once overwrote the first, 0.101 off the unfused design), fused == unfused."""
+    from pathlib import Path
+
+    from onnx_fuse.cli import main
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    code = main([str(models / "digits_cnn_qdq.onnx"), str(tmp_path / "out.onnx"), "--data",
+                 str(models / "digits_cnn_qdq.npz"), "--hls-out", str(tmp_path / "hls"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    assert ("3 scale stages in the write-back too: Quant_7_scale (applyalpha) into Conv2D_Conv_0, Quant_9_scale "
+            "(applyalpha) into Conv2D_Conv_1, Quant_11_scale (applyalpha) into Dense_MatMul_0") in out
+    assert out.count("a second ApplyAlpha after the one") == 3
