@@ -140,7 +140,7 @@ def test_preprocess_moves_per_channel_weight_scales_below_the_layer(fused, data)
 def exact_logits(source, x: np.ndarray) -> np.ndarray:
     """The logits layer in exact arithmetic (float64 holds every product and sum here) on QKeras' own quantized
     input to it: s[o] * (relu3 @ z)[o] + b[o]."""
-    relu3 = np.asarray(keras.Model(source.inputs, source.get_layer("relu3").output)(x, training=False), np.float64)
+    relu3 = np.asarray(keras.Model(source.inputs[0], source.get_layer("relu3").output)(x, training=False), np.float64)
     layer = source.get_layer("logits")
     q = layer.kernel_quantizer_internal
     w = np.asarray(q(layer.kernel), np.float64)
