@@ -101,7 +101,7 @@ def quantized_bits_spec(layer: str, q: Any, *, weight: bool) -> QuantSpec:
 
 def auto_spec(layer: str, q: Any, bits: int, step: float) -> QuantSpec:
     """alpha='auto' on a weight: QKeras keeps q.scale = S * 2**(bits - 1 - integer) per channel (the last axis unless
-    scale_axis says otherwise), in the weight's layout with keepdims; S = q.scale * step exactly (step: a power of 2)."""
+    scale_axis says otherwise), in the weight's layout with keepdims; S = q.scale * step exactly (a power-of-2 step)."""
     scale = np.asarray(q.scale, dtype=np.float32) * np.float32(step)
     if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
         # an all-zero channel gives scale 0 and QKeras divides 0 by it (NaN weights)
