@@ -49,6 +49,10 @@ def fusable_producer(producer: Layer) -> Layer | None:
         return None
     if not single_consumer(producer):
         return None
+    # One stage per write-back: a producer that already took one (FuseEpilogue, e.g. the ApplyAlpha of a float
+    # Quant followed by its rescaling ApplyAlpha) keeps the rest of the chain as stages.
+    if producer.get_attr(WRITE_BACK) is not None:
+        return None
     # Paths whose write-back is not nnet::cast: generated code (distributed arithmetic, resource_unrolled Dense)
     # and binary/XNOR layers.
     strategy = str(producer.get_attr("strategy", "")).lower()

@@ -24,6 +24,7 @@ from hls_backend.pool1d import mark_1d_pools
 from hls_backend.gemm_bias import ZeroBiasForGemm
 from hls_backend.pooling import ChannelsLastAveragePool
 from hls_backend.uniform_scales import uniform_po2_weight_scales
+from hls_backend.weight_scales import move_weight_scales_below
 from hls_backend.resize import ChannelsLastResize, mark_1d_resizes
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
 
@@ -91,6 +92,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
         raise UnsupportedModelError(f"not supported on the hls4ml path: {exc}") from exc
     wrapped = wrapped.transform(ConvertToChannelsLastAndClean())
     wrapped = wrapped.transform(DropLeadingOnesOfConstants())  # hls4ml's ApplyAlpha wants batch-free constants
+    move_weight_scales_below(wrapped.model)  # per-channel float weight scales, which hls4ml 1.3 cannot move
     wrapped = cleanup_model(wrapped)
     mark_1d_pools(wrapped.model)  # after qonnx's last shape inference, which does not know the marked ops
     mark_1d_resizes(wrapped.model)
@@ -137,7 +139,8 @@ def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
     """hls4ml 1.3 moves a weight Quant's float scale below its layer as an ApplyAlpha (move_scales.py) and cannot for
     a per-channel one on a Dense (ScaleDownMatMul broadcasts the weight-shaped scale to the output shape) or on a Conv
     whose input carries a float scale too (ScaleDownConv combines the two scales with a matrix product, which fails
-    on the scalar input scale): it warns, leaves the weight Constant behind, and crashes on it (IndexError)."""
+    on the scalar input scale): it warns, leaves the weight Constant behind, and crashes on it (IndexError).
+    weight_scales.py has already moved every scale that is one value per output channel; this refuses the rest."""
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producers = {name: node for node in model.graph.node for name in node.output}
     for node in model.graph.node:

@@ -1,6 +1,6 @@
 """Float-scale quantized models on the hls4ml path, ONNX-level and conversion checks (the C-sims are in
 test_qonnx_hls.py): the Gemm without a bias that Brevitas' QuantLinear(bias=False) and nn.Linear(bias=False) export,
-and the per-channel float weight scales hls4ml 1.3 cannot convert."""
+and the per-channel float weight scales hls4ml 1.3 cannot move by itself."""
 
 from __future__ import annotations
 
@@ -68,18 +68,30 @@ def test_gemm_without_bias_reaches_hls4ml() -> None:
     assert [layer.class_name for layer in hls.get_layers()].count("Dense") == 2
 
 
-def test_per_channel_float_weight_scales_refused_in_one_line(tmp_path: Path, capsys) -> None:
-    """hls4ml 1.3 cannot move per-channel float weight scales below a conv whose input has a float scale too (it
-    warns, then crashes with an IndexError in the C-sim child): refused before any build, one line, exit 2."""
-    from onnx_fuse.cli import main
+@pytest.mark.filterwarnings("ignore:Failed to propagate quantization bias down Add node")
+def test_per_channel_float_weight_scales_reach_hls4ml() -> None:
+    """Brevitas' Int8WeightPerChannelFloat after a float input scale (digits_fs_cnn_pc): hls4ml 1.3 cannot move such
+    scales below a conv (it warns, then crashes with an IndexError in the C-sim child), so this model was refused.
+    hls_backend/weight_scales.py gives each conv integer weights and a Mul by its per-channel scale after it: the
+    graph hls4ml reads computes what the file does and converts, every Mul an ApplyAlpha."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from onnx_fuse.load import load_onnx
 
-    out, hls = tmp_path / "f.onnx", tmp_path / "hls"
-    code = main([str(MODELS / "digits_fs_cnn_pc.onnx"), str(out), "--hls-out", str(hls), "--samples", "2", "-q"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1, err
-    assert ("Quant 'Quant_0' gives Conv 'Conv_0' per-channel weight scales that are not powers of 2 with a float "
-            "input scale, which hls4ml 1.3 cannot convert") in err[0]
-    assert not out.exists() and not hls.exists()
+    fused, report = fuse(normalise(load_onnx(MODELS / "digits_fs_cnn_pc.onnx"))[0])
+    assert report.pairs == 3
+    graph, _ = preprocess(fused)
+    consumers = {i: n.op_type for n in graph.graph.node for i in n.input}
+    convs = [n for n in graph.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 and all(consumers[n.output[0]] == "Mul" and len(n.input) == 2 for n in convs)
+    x = np.load(MODELS / "digits_fs_cnn_pc.npz")["x"][:8]
+    want = np.concatenate([session(fused).run(None, {fused.graph.input[0].name: xi[None]})[0] for xi in x])
+    wrapped = ModelWrapper(graph)
+    got = np.concatenate([execute_onnx(wrapped, {graph.graph.input[0].name: xi[None]})[graph.graph.output[0].name]
+                          for xi in x])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    hls = hls_backend.convert(fused, output_dir="unused", io_type="io_stream")
+    assert [layer.class_name for layer in hls.get_layers()].count("Conv2D") == 2
 
 
 # hls4ml 1.3 warns on the Dense's float bias Add, which it then turns into the ApplyAlpha this test is about.

@@ -22,6 +22,7 @@ CASES = [
     pytest.param(
         {"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37", marks=pytest.mark.slow
     ),
+    pytest.param({"po2": False}, "io_stream", 0, id="per-axis float scales", marks=pytest.mark.slow),
     pytest.param(
         {"po2": False, "per_axis": False, "input_zero_point": -5},
         "io_stream",
@@ -32,15 +33,27 @@ CASES = [
 ]
 
 
-def test_per_channel_float_weight_scales_are_refused_before_hls4ml():
+def test_per_channel_float_weight_scales_reach_hls4ml():
     """hls4ml 1.3 cannot move unequal per-channel float weight scales below a conv whose input has a float scale too
-    (it crashes, fused and unfused alike): power-of-2 ones are merged into one scale, float ones refused in one line
-    before any conversion."""
-    from hls_backend.preprocess import UnsupportedModelError, preprocess
+    (it crashes, fused and unfused alike): power-of-2 ones are merged into one scale (uniform_scales.py), float ones
+    become integer weights and a Mul after the conv (weight_scales.py); the graph hls4ml reads computes what the file
+    does. This model was refused before (its C-sim: CASES, "per-axis float scales")."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from hls_backend.preprocess import preprocess
 
     normalised, _ = normalise(qdq_cnn(po2=False))
-    with pytest.raises(UnsupportedModelError, match="per-channel weight scales that are not powers of 2 with a float input scale"):
-        preprocess(normalised)
+    graph, _ = preprocess(normalised)
+    consumers = {i: n.op_type for n in graph.graph.node for i in n.input}
+    assert all(consumers[n.output[0]] == "Mul" for n in graph.graph.node if n.op_type == "Conv")
+    x = ties(4)
+    name = normalised.graph.input[0].name
+    want = np.concatenate([run_onnx(normalised, {name: xi[None]})[0] for xi in x])
+    wrapped = ModelWrapper(graph)
+    got = np.concatenate([execute_onnx(wrapped, {graph.graph.input[0].name: xi[None]})[graph.graph.output[0].name]
+                          for xi in x])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     preprocess(normalise(qdq_cnn())[0])  # the power-of-2 per-channel form goes through
 
 
@@ -76,3 +89,23 @@ def test_quantize_static_per_tensor_through_hls_fused_equals_unfused(tmp_path, c
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+
+
+@pytest.mark.slow
+def test_quantize_static_per_channel_through_hls_fused_equals_unfused(tmp_path, capsys):
+    """onnxruntime's static quantization with per-channel float weight scales (refused before weight_scales.py): each
+    layer's scale goes into its write-back, the activation Quant's rescaling ApplyAlpha after it stays a stage (one
+    stage per write-back; taking it too once overwrote the first, 0.101 off the unfused design), fused == unfused."""
+    from pathlib import Path
+
+    from onnx_fuse.cli import main
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    code = main([str(models / "digits_cnn_qdq.onnx"), str(tmp_path / "out.onnx"), "--data",
+                 str(models / "digits_cnn_qdq.npz"), "--hls-out", str(tmp_path / "hls"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    assert ("3 scale stages in the write-back too: Quant_7_scale (applyalpha) into Conv2D_Conv_0, Quant_9_scale "
+            "(applyalpha) into Conv2D_Conv_1, Quant_11_scale (applyalpha) into Dense_MatMul_0") in out
+    assert out.count("a second ApplyAlpha after the one") == 3

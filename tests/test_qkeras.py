@@ -229,14 +229,13 @@ def test_a_quant_that_would_change_qkeras_weights_is_caught():
     """The guard behind every weight Quant: QKeras' quantized values must be fixed points of the emitted Quant."""
     from onnx_fuse.qkeras.quant_nodes import ExportBug, check_on_grid
     from onnx_fuse.qkeras.quantizers import QuantSpec
-    from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
+    from onnx_fuse.qkeras.rebuild import QuantLayer
 
     value = np.array([0.25, -0.5, 0.125], np.float32)  # on the 1/8 grid
     layer = QuantLayer("qkx0__", "conv")
-    check_on_grid(layer, QuantTensor("kernel", value, QuantSpec(np.float32(1 / 8), 4, True, False)), value)
-    coarse = QuantTensor("kernel", value, QuantSpec(np.float32(1 / 4), 4, True, False))
+    check_on_grid(layer, "kernel", QuantSpec(np.float32(1 / 8), 4, True, False), value)
     with pytest.raises(ExportBug, match="conv: the Quant node for kernel"):
-        check_on_grid(layer, coarse, value)
+        check_on_grid(layer, "kernel", QuantSpec(np.float32(1 / 4), 4, True, False), value)
 
 
 def test_keras_v3_archive_detected_loaded_and_exported(tmp_path):

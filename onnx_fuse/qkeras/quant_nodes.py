@@ -9,15 +9,16 @@ Clip tf2onnx made of the rebuilt activation) is replaced by [Relu ->] Quant, so 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnx_fuse.qkeras.quantizers import QuantSpec
+from onnx_fuse.qkeras.quantizers import QuantSpec, same_spec
 from onnx_fuse.qkeras.names import in_scope, unscoped
-from onnx_fuse.qkeras.rebuild import QuantLayer, QuantTensor
+from onnx_fuse.qkeras.rebuild import QuantLayer
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ACTIVATION_OPS = {"Relu", "Clip", "Max", "Min", "Identity"}
@@ -28,22 +29,45 @@ class ExportBug(RuntimeError):
     """The exported graph is not shaped as expected: our bug, never the user's input."""
 
 
-def same_values(keras_value: np.ndarray, onnx_value: np.ndarray) -> bool:
-    """Whether onnx_value is keras_value with its axes permuted (and merged, as for a depthwise kernel)."""
-    return keras_value.size == onnx_value.size and any(
-        np.array_equal(np.transpose(keras_value, perm).reshape(onnx_value.shape), onnx_value)
-        for perm in itertools.permutations(range(keras_value.ndim))
+def keras_to_onnx(keras_value: np.ndarray, onnx_value: np.ndarray) -> tuple[int, ...] | None:
+    """The axis permutation that makes onnx_value of keras_value (then merged, as for a depthwise kernel), or None."""
+    if keras_value.size != onnx_value.size:
+        return None
+    return next(
+        (
+            perm
+            for perm in itertools.permutations(range(keras_value.ndim))
+            if np.array_equal(np.transpose(keras_value, perm).reshape(onnx_value.shape), onnx_value)
+        ),
+        None,
     )
 
 
-def check_on_grid(layer: QuantLayer, tensor: QuantTensor, value: np.ndarray) -> None:
+def same_values(keras_value: np.ndarray, onnx_value: np.ndarray) -> bool:
+    return keras_to_onnx(keras_value, onnx_value) is not None
+
+
+def onnx_layout(spec: QuantSpec, keras_value: np.ndarray, onnx_value: np.ndarray) -> QuantSpec:
+    """A per-channel scale (alpha='auto') laid out as the exported weight is: broadcast to the Keras weight, moved as
+    the weight was moved, then every axis along which it does not vary cut to length 1 (e.g. (O, 1, 1, 1) for OIHW)."""
+    if np.ndim(spec.scale) == 0:
+        return spec
+    perm = keras_to_onnx(keras_value, onnx_value)
+    full = np.transpose(np.broadcast_to(spec.scale, keras_value.shape), perm).reshape(onnx_value.shape)
+    for axis in range(full.ndim):
+        first = np.take(full, [0], axis=axis)
+        if np.array_equal(np.broadcast_to(first, full.shape), full):
+            full = first
+    return dataclasses.replace(spec, scale=np.ascontiguousarray(full, dtype=np.float32))
+
+
+def check_on_grid(layer: QuantLayer, name: str, spec: QuantSpec, value: np.ndarray) -> None:
     """QKeras already quantized the weight: the Quant node must leave it unchanged, or its parameters are wrong."""
     from qonnx.custom_op.general.quant import quant
 
-    spec = tensor.spec
     again = quant(value, spec.scale, np.float32(0), np.float32(spec.bits), spec.signed, spec.narrow, "ROUND")
     if not np.array_equal(again, value):
-        raise ExportBug(f"{layer.name}: the Quant node for {tensor.name} would change QKeras' quantized values")
+        raise ExportBug(f"{layer.name}: the Quant node for {name} would change QKeras' quantized values")
 
 
 class Inserter:
@@ -121,11 +145,12 @@ class Inserter:
                 if not quantized:
                     continue
                 tensor = quantized[0]
-                if len(quantized) != len(hits) or any(t.spec != tensor.spec for t in quantized):
+                if len(quantized) != len(hits) or any(not same_spec(t.spec, tensor.spec) for t in quantized):
                     raise ExportBug(f"{layer.name}: initializer {name} matches weights with different quantizers")
-                check_on_grid(layer, tensor, value)
+                spec = onnx_layout(tensor.spec, tensor.value, value)
+                check_on_grid(layer, tensor.name, spec, value)
                 output = f"{name}_quant{self.count + 1}"
-                quant = self.quant(name, output, tensor.spec, f"{layer.name}/{tensor.name}")
+                quant = self.quant(name, output, spec, f"{layer.name}/{tensor.name}")
                 added.setdefault(id(node), []).append(quant)
                 node.input[i] = output
 

@@ -8,8 +8,12 @@ QKeras computes, at inference (qkeras-v3 1.2.1, quantizers.py):
 qonnx's Quant computes scale * round(clip(x / scale, qmin, qmax)) with np.round (half to even) for
 rounding_mode ROUND; clipping to integer bounds before or after rounding gives the same integers, so the two agree
 exactly (x / step is exact for a power-of-2 step). alpha="auto_po2" on a weight gives per-channel power-of-2 steps
-that depend only on the weight (exported as one type fine and wide enough for all channels); on an activation the
-step would change with every input batch, so it is refused.
+that depend only on the weight (exported as one type fine and wide enough for all channels). alpha="auto" on a weight
+gives per-channel float steps S = max|w| / (2**(bits-1) - 1) * 2**integer (per last axis, from the weight alone):
+QKeras' weight is float32(S * z), z an integer in +-(2**(bits-1) - 1), which a Quant with that per-channel scale
+(signed, narrow) reproduces exactly (the same float32 product). On an activation both 'auto' forms compute the step
+from the batch being quantized (max |x| over every axis but the last, the batch axis included): no fixed function
+exists to export, so they are refused.
 """
 
 from __future__ import annotations
@@ -24,13 +28,22 @@ from onnx_fuse.errors import InputError
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """One Quant node: x -> scale * round(clip(x / scale)) on `bits` bits; `relu` puts an explicit Relu before it."""
+    """One Quant node: x -> scale * round(clip(x / scale)) on `bits` bits; `relu` puts an explicit Relu before it.
 
-    scale: np.float32
+    `scale` is a float32 scalar, or for alpha='auto' an array in the Keras weight's layout (e.g. (1, 1, 1, C)) that
+    quant_nodes.py lays out as the exported weight is. Compare specs with same_spec (arrays have no truth value)."""
+
+    scale: np.float32 | np.ndarray
     bits: int
     signed: bool
     narrow: bool
     relu: bool = False
+
+
+def same_spec(a: QuantSpec, b: QuantSpec) -> bool:
+    return (a.bits, a.signed, a.narrow, a.relu) == (b.bits, b.signed, b.narrow, b.relu) and np.array_equal(
+        a.scale, b.scale
+    )
 
 
 def quantizer_name(q: Any) -> str:
@@ -63,12 +76,14 @@ def quantized_bits_spec(layer: str, q: Any, *, weight: bool) -> QuantSpec:
     if alpha is None:
         return QuantSpec(np.float32(step), bits, keep_negative, keep_negative and bool(q.symmetric))
     if isinstance(alpha, str):
-        if alpha != "auto_po2":
-            raise refuse(layer, q, f"alpha='{alpha}' gives non-power-of-2 scales; use alpha=1, a power of 2 or 'auto_po2'")
+        if alpha not in ("auto", "auto_po2"):
+            raise refuse(layer, q, f"alpha='{alpha}'")
         if not weight:
-            raise refuse(layer, q, "alpha='auto_po2' on an activation recomputes its scale from every input batch")
+            raise refuse(layer, q, f"alpha='{alpha}' on an activation recomputes its scale from every input batch")
         if not keep_negative:
-            raise refuse(layer, q, "alpha='auto_po2' with keep_negative=False")
+            raise refuse(layer, q, f"alpha='{alpha}' with keep_negative=False")
+        if alpha == "auto":
+            return auto_spec(layer, q, bits, step)
         # auto_po2 keeps q.scale = per-channel scale * 2**(bits - keep_negative) (quantizers.py, alpha branch)
         scales = np.asarray(q.scale, dtype=np.float64).reshape(-1) * step
         if not all(is_power_of_two(s) for s in scales):
@@ -82,6 +97,16 @@ def quantized_bits_spec(layer: str, q: Any, *, weight: bool) -> QuantSpec:
         raise refuse(layer, q, f"alpha={q.alpha}: only 1, a power of 2 or 'auto_po2' map to a fixed-point type")
     scale = np.float32(step * float(alpha.reshape(-1)[0]))
     return QuantSpec(scale, bits, keep_negative, keep_negative and bool(q.symmetric))
+
+
+def auto_spec(layer: str, q: Any, bits: int, step: float) -> QuantSpec:
+    """alpha='auto' on a weight: QKeras keeps q.scale = S * 2**(bits - 1 - integer) per channel (the last axis unless
+    scale_axis says otherwise), in the weight's layout with keepdims; S = q.scale * step exactly (a power-of-2 step)."""
+    scale = np.asarray(q.scale, dtype=np.float32) * np.float32(step)
+    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        # an all-zero channel gives scale 0 and QKeras divides 0 by it (NaN weights)
+        raise refuse(layer, q, "alpha='auto' computed a zero or non-finite scale (an all-zero output channel?)")
+    return QuantSpec(scale, bits, True, True)
 
 
 def quantized_relu_spec(layer: str, q: Any) -> QuantSpec:

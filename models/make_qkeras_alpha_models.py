@@ -1,0 +1,79 @@
+"""Make the bundled QKeras model with alpha='auto' / 'auto_po2' weight quantizers (needs the `qkeras` extra and
+scikit-learn).
+
+Run from anywhere: `python models/make_qkeras_alpha_models.py`. Deterministic (fixed seeds), about half a minute.
+- digits_qkeras_alpha.h5   a QKeras CNN trained on scikit-learn's 8x8 digits, every weight quantizer with a
+                           per-output-channel scale QKeras computes from the weight itself:
+                           input quantizer, QConv2D (alpha='auto') + quantized_relu, QConv2D (alpha='auto_po2')
+                           + quantized_relu, MaxPooling2D, QDense (alpha='auto') + quantized_relu, QDense
+                           (alpha='auto', the logits). Biases: quantized_bits with alpha=1, each on the grid of
+                           the quantizer after its layer or coarser (see below).
+- digits_qkeras_alpha.npz  100 held-out digits `x` (k/16, exact on the input grid), QKeras' outputs on them
+                           `y_qkeras` and the labels `labels`.
+
+Why each bias step is a multiple of the next activation's step: where a conv's accumulator is 0 (the digits' zero
+border), its output is its bias. A bias on half a step of the quantized_relu after it is an exact rounding tie, and
+QKeras' float32 conv sums float weights to +-1e-7 instead of 0 and so rounds such a tie by its summation order, which
+no other runtime reproduces (with conv1's bias at quantized_bits(8, 2), step 1/32 against relu1's 1/16, onnxruntime
+rounded 12 of 51,200 relu1 values the other way and the logits moved by up to 0.089).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+from qkeras.utils import load_qmodel
+from sklearn.datasets import load_digits
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_digits_qkeras_alpha() -> None:
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))
+    x = (d.images[order] / 16.0).astype(np.float32)[..., None]
+    y = d.target[order].astype(np.int64)
+    bias = dict(alpha=1)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="digit"),
+            # input quantizer: unsigned, 8 bits, step 1/128 (the digits k/16 lie on it, 1.0 included)
+            QActivation(quantized_bits(8, 1, keep_negative=False), name="in_quant"),
+            QConv2D(8, 3, padding="same", kernel_quantizer=quantized_bits(6, 0, alpha="auto"),
+                    bias_quantizer=quantized_bits(6, 2, **bias), name="conv1"),
+            QActivation(quantized_relu(6, 2), name="relu1"),
+            QConv2D(16, 3, padding="valid", kernel_quantizer=quantized_bits(8, 0, alpha="auto_po2"),
+                    bias_quantizer=quantized_bits(8, 2, **bias), name="conv2"),
+            QActivation(quantized_relu(8, 3), name="relu2"),
+            keras.layers.MaxPooling2D(2, name="pool"),
+            keras.layers.Flatten(name="flatten"),
+            QDense(16, kernel_quantizer=quantized_bits(8, 0, alpha="auto"),
+                   bias_quantizer=quantized_bits(8, 2, **bias), name="dense1"),
+            QActivation(quantized_relu(8, 3), name="relu3"),
+            QDense(10, kernel_quantizer=quantized_bits(8, 0, alpha="auto"),
+                   bias_quantizer=quantized_bits(8, 2, **bias), name="logits"),
+        ],
+        name="digits_qkeras_alpha",
+    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x[:1500], y[:1500], epochs=20, batch_size=32, verbose=0)
+    acc = float(model.evaluate(x[1500:], y[1500:], verbose=0)[1])
+    model.save(HERE / "digits_qkeras_alpha.h5")
+    reloaded = load_qmodel(str(HERE / "digits_qkeras_alpha.h5"), compile=False)
+    test = x[1500:1600]
+    out = np.asarray(reloaded(test, training=False))
+    assert np.array_equal(out, np.asarray(model(test, training=False))), "saved model computes differently"
+    np.savez_compressed(HERE / "digits_qkeras_alpha.npz", x=test, y_qkeras=out, labels=y[1500:1600])
+    print(f"digits_qkeras_alpha.h5: held-out accuracy {acc:.3f}")
+
+
+if __name__ == "__main__":
+    keras.utils.set_random_seed(0)
+    make_digits_qkeras_alpha()
