@@ -25,7 +25,7 @@ def layer_calls(output_dir: str | Path, project_name: str = "myproject") -> list
 
 
 # hls4ml functions whose presence before a marked activation explains why it kept its stage.
-WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha with a per-channel scale or bias, which this layer's write-back cannot index (hls4ml's io_stream depthwise and pointwise kernels call nnet::cast without the output channel)"}
+WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha with a per-channel scale or bias, which this layer's write-back cannot index (hls4ml's Vitis io_stream Dense casts each output without the output channel)"}
 # templates.EPILOGUE_MARKER lines: "<marker>: <stage> (<hls layer>) into <producer>"
 EPILOGUE_LINE = re.compile(r"// onnx_fuse: epilogue in the write-back: (\S+) \((\w+)\) into (\S+)")
 

@@ -156,6 +156,21 @@ def test_float_scale_epilogue_bit_exact(name: str, io_type: str, pairs: int, sta
         assert project.stream_count(ref.output_dir) - project.stream_count(got.output_dir) == fewer
 
 
+@pytest.mark.slow
+def test_float_scale_epilogue_vitis_io_stream(compiled) -> None:
+    """Vitis' own io_stream Dense calls dense_latency directly, not its config's kernel: a per-channel ApplyAlpha
+    stays a stage after a Dense there (fused != unfused before), while the convs' mult kernels take theirs."""
+    from hls_backend import project
+
+    normalised, fused, _, x, _ = brevitas("digits_fs_cnn_pt")
+    cfg = hls_backend.config_from_fused_onnx(fused, default_precision=WIDE)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type="io_stream", hls_config=cfg)
+    assert np.array_equal(got.y, ref.y)
+    assert project.absorbed_stages(got.output_dir) == [
+        "Quant_0_rescale (applyalpha) into Conv2D_Conv_0", "Quant_1_rescale (applyalpha) into Conv2D_Conv_1"]
+    assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == 4
+
+
 def float_scale_leaky_clip() -> onnx.ModelProto:
     """Quant(x) -> Conv(Quant(W)) -> LeakyRelu(0.1) -> Flatten -> Gemm(Quant(W2), b) -> Clip(0, 6), every Quant scale
     a float (not a power of 2): the other table activations after an ApplyAlpha (per-tensor on the conv, per-channel
