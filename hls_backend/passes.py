@@ -79,11 +79,13 @@ def indexed_write_back(producer: Layer) -> bool:
     """Whether the fused layer can get the output channel in its write-back. hls4ml 1.3's Dense and every io_stream
     conv (plain, depthwise and pointwise: their mult config's `kernel`) write their outputs through a config's
     `kernel`, which templates.py replaces; an io_parallel conv is called through templates.py's onnx_fuse_indexed
-    instead. Vitis' own io_stream Dense calls dense_latency / dense_resource directly, never the kernel."""
+    instead. Vitis' own io_stream Dense calls dense_latency / dense_resource directly, never the kernel. Depthwise
+    convs are left out untested: hls4ml 1.3 cannot convert one followed by a per-channel ApplyAlpha (its
+    FuseBatchNormalization multiplies the broadcast scale into the depthwise weights and fails)."""
     if producer.class_name == "Dense":
         config = producer.model.config
         return not (config.backend.name == "Vitis" and config.get_config_value("IOType") == "io_stream")
-    return producer.class_name in STOCK_PARALLEL_CONV
+    return producer.class_name in STOCK_PARALLEL_CONV and not producer.class_name.startswith("Depthwise")
 
 
 def output_channels(producer: Layer) -> int:
