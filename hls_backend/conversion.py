@@ -8,6 +8,7 @@ from typing import Any
 
 import onnx
 
+from hls_backend.alpha_types import alpha_layers, with_alpha_types
 from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
 from hls_backend.preprocess import check_stream_pools, preprocess
 from hls_backend.registration import register
@@ -19,18 +20,21 @@ def config_from_fused_onnx(
     backend: str = "Vivado",
     default_precision: str = "fixed<16,6>",
     default_reuse_factor: int = 1,
+    alpha_types: bool = True,
     **kwargs: Any,
 ) -> dict:
     """hls4ml config with one entry per layer of the UNFUSED graph (Conv_i and Relu_i separately).
 
     The fused file converts to exactly those layers, so the same config drives the fused and the unfused design:
     the producer's entry sets the pre-activation precision, the activation's entry the fused output's.
+    alpha_types: each ApplyAlpha layer (a float-scale Quant's scale) gets scale and bias types that hold its values
+    (alpha_types.py) instead of default_precision; this converts the graph once more (no build).
     """
     register()
     graph, _ = preprocess(model)
     import hls4ml
 
-    return hls4ml.utils.config_from_onnx_model(
+    config = hls4ml.utils.config_from_onnx_model(
         graph,
         granularity=granularity,
         backend=backend,
@@ -38,6 +42,10 @@ def config_from_fused_onnx(
         default_reuse_factor=default_reuse_factor,
         **kwargs,
     )
+    if alpha_types:
+        unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=copy.deepcopy(config), fuse=False)
+        with_alpha_types(config, alpha_layers(unfused))
+    return config
 
 
 def convert(
