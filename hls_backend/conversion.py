@@ -8,7 +8,7 @@ from typing import Any
 
 import onnx
 
-from hls_backend.alpha_types import alpha_layers, with_alpha_types
+from hls_backend.alpha_types import derived_types, has_float_scales, with_types
 from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
 from hls_backend.preprocess import check_stream_pools, preprocess
 from hls_backend.registration import register
@@ -27,8 +27,9 @@ def config_from_fused_onnx(
 
     The fused file converts to exactly those layers, so the same config drives the fused and the unfused design:
     the producer's entry sets the pre-activation precision, the activation's entry the fused output's.
-    alpha_types: each ApplyAlpha layer (a float-scale Quant's scale) gets scale and bias types that hold its values
-    (alpha_types.py) instead of default_precision; this converts the graph once more (no build).
+    alpha_types: in a graph with float-scale Quants, the layers hls4ml makes of them (ApplyAlpha) and the layers
+    they read get types from the scales (alpha_types.py) instead of default_precision; this converts the graph once
+    more (no build).
     """
     register()
     graph, _ = preprocess(model)
@@ -42,10 +43,15 @@ def config_from_fused_onnx(
         default_reuse_factor=default_reuse_factor,
         **kwargs,
     )
-    if alpha_types:
-        unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=copy.deepcopy(config), fuse=False)
-        with_alpha_types(config, alpha_layers(unfused))
+    if alpha_types and has_float_scales(graph):
+        with_types(config, types_from_scales(model, config, backend))
     return config
+
+
+def types_from_scales(model: str | Path | onnx.ModelProto, config: dict, backend: str = "Vivado") -> dict:
+    """{layer: {precision key: type}} from the float scales (alpha_types.py), for the design `config` builds."""
+    unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=copy.deepcopy(config), fuse=False)
+    return derived_types(unfused)
 
 
 def convert(
