@@ -43,13 +43,18 @@ def config_from_fused_onnx(
         default_reuse_factor=default_reuse_factor,
         **kwargs,
     )
-    if alpha_types and has_float_scales(graph):
-        with_types(config, types_from_scales(model, config, backend))
+    if alpha_types:
+        with_types(config, types_from_scales(model, config, backend, graph))
     return config
 
 
-def types_from_scales(model: str | Path | onnx.ModelProto, config: dict, backend: str = "Vivado") -> dict:
-    """{layer: {precision key: type}} from the float scales (alpha_types.py), for the design `config` builds."""
+def types_from_scales(
+    model: str | Path | onnx.ModelProto, config: dict, backend: str = "Vivado", graph: onnx.ModelProto | None = None
+) -> dict[str, dict[str, str]]:
+    """{layer: {precision key: type}} from the float scales (alpha_types.py) for the design `config` builds; empty
+    for a graph without float-scale Quants. `graph`: the model already preprocessed, if at hand."""
+    if not has_float_scales(graph if graph is not None else preprocess(model)[0]):
+        return {}
     unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=copy.deepcopy(config), fuse=False)
     return derived_types(unfused)
 
