@@ -208,7 +208,7 @@ def scale_types_line(config: dict, options: HlsOptions) -> str | None:
     if not derived:
         return None
     stages = sum("scale" in types for types in derived.values())
-    what = f"{stages} ApplyAlpha scale/bias pairs, {len(derived) - stages} layers a Quant reads"
+    what = f"scale and bias of {stages} ApplyAlpha layers, {len(derived) - stages} layers a float-scale Quant reads"
     unused = not_used(config, derived)
     if options.precision is not None:
         return f"types from the float scales not used ({what}): --precision {options.precision} types those layers"
@@ -242,6 +242,8 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     try:
         hls = build(fused, x, options, config, staging)
         hls.scale_types = scale_types_line(config, options)
+        if hls.scale_types and options.precision is not None and hls.accuracy is not None and hls.accuracy.warning:
+            hls.accuracy.warning += "; or leave out --precision: the scale stages then get types from the float scales"
         install(staging, out_dir)  # projects that differ are installed too, kept for inspection
     except BaseException:  # failed or interrupted: nothing half-built stays, DIR is as it was
         shutil.rmtree(staging, ignore_errors=True)
