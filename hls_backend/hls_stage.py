@@ -178,7 +178,6 @@ def merge(base: dict, extra: dict) -> dict:
 
 def hls_config(fused: onnx.ModelProto, options: HlsOptions) -> dict:
     from hls_backend import config_from_fused_onnx
-
     from hls_backend.alpha_types import SCALE_TYPES_KEY, sets_defaults, with_types
     from hls_backend.conversion import types_from_scales
 
@@ -296,7 +295,8 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
                     outputs={"fused": outputs[True], "unfused": outputs[False]})
     hls.accuracy = accuracy_against_onnx(fused, x, outputs[True])
     if hls.accuracy is not None and hls.accuracy.far:
-        hls.accuracy.warning = far_warning(fused, x, default_precision(options), trace_design(fused, x, common, staging))
+        trace = trace_design(fused, x, common, staging)
+        hls.accuracy.warning = far_warning(fused, x, default_precision(options), trace)
         if hls.accuracy.warning is not None and options.config is not None:
             hls.accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
     if hls.fused_in_hls < hls.pairs:
