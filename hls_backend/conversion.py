@@ -55,7 +55,7 @@ def types_from_scales(
     for a graph without float-scale Quants. `graph`: the model already preprocessed, if at hand."""
     if not has_float_scales(graph if graph is not None else preprocess(model)[0]):
         return {}
-    unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=copy.deepcopy(config), fuse=False)
+    unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=config, fuse=False)
     return derived_types(unfused)
 
 
@@ -80,8 +80,10 @@ def convert(
         check_stream_pools(graph)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
+    # hls4ml edits the config it converts with (its QONNX passes replace the LayerName entries of the layers they
+    # make, ApplyAlpha's derived types included): the caller's stays as it was, for the next design.
+    hls_config = copy.deepcopy(hls_config)
     if fuse:
-        hls_config = copy.deepcopy(hls_config)
         hls_config.setdefault("Model", {})[EPILOGUE_CONFIG_KEY] = True
         for name, op in marks.items():
             hls_config.setdefault("LayerName", {}).setdefault(name, {})[PAIR_CONFIG_KEY] = op

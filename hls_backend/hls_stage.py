@@ -238,9 +238,10 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     created = not out_dir.exists()
     out_dir.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)).resolve()
+    scale_types = scale_types_line(config, options)  # before hls4ml's conversions, which edit the config
     try:
         hls = build(fused, x, options, config, staging)
-        hls.scale_types = scale_types_line(config, options)
+        hls.scale_types = scale_types
         if hls.scale_types and options.precision is not None and hls.accuracy is not None and hls.accuracy.warning:
             hls.accuracy.warning += "; or leave out --precision: the scale stages then get types from the float scales"
         install(staging, out_dir)  # projects that differ are installed too, kept for inspection
