@@ -213,7 +213,7 @@ def scale_types_line(config: dict, options: HlsOptions) -> str | None:
         return f"types from the float scales not used ({what}): --precision {options.precision} types those layers"
     if len(unused) == len(derived):
         return f"types from the float scales not used ({what}): {options.config} sets the default types"
-    if unused:
+    if unused and options.config is not None:
         return f"types from the float scales for {what}; {options.config} sets its own for {', '.join(unused)}"
     return f"types from the float scales for {what}"
 

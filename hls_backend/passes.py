@@ -49,6 +49,8 @@ def fusable_producer(producer: Layer) -> Layer | None:
         return None
     if not single_consumer(producer):
         return None
+    if producer.get_attr(WRITE_BACK) is not None:  # its write-back holds a stage already (a QDQ Quant's two)
+        return None
     # Paths whose write-back is not nnet::cast: generated code (distributed arithmetic, resource_unrolled Dense)
     # and binary/XNOR layers.
     strategy = str(producer.get_attr("strategy", "")).lower()

@@ -76,3 +76,7 @@ def test_quantize_static_per_tensor_through_hls_fused_equals_unfused(tmp_path, c
     out = capsys.readouterr().out
     assert code == 0, out
     assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    # each Quant after a producer is two ApplyAlpha stages (scale, rescale): the write-back takes the first only
+    # (taking both lost the first: fused != unfused), and the types from the float scales keep it near the model
+    assert "hls4ml: 3 scale stages in the write-back too" in out and "holds Quant_4_scale already" in out
+    assert "top-1 agreement 116/116" in out and "warning" not in out
