@@ -1,12 +1,13 @@
 """Float-scale quantized models (Brevitas' default quantizers) through hls4ml: the epilogue in the write-back.
 
     python bench/bench_float_scale.py [--io-type io_stream io_parallel] [--strategy Latency]
-        [--models NAME ...] [--precision P] [--alpha-precision P] [--out DIR]
+        [--models NAME ...] [--precision P] [--out DIR]
 
-For each bundled model and io type: fused and unfused hls4ml C-sim from one config (the Quant nodes set the types,
---precision the others, default ap_fixed<16,6>; --alpha-precision sets every ApplyAlpha's scale and bias type, which
-hls4ml otherwise takes from --precision), pairs with their activation and scale stages in the write-back, dataflow
-processes and FIFO streams of both designs, bit-exactness, and the fused design against Brevitas' stored outputs.
+For each bundled model and io type: fused and unfused hls4ml C-sim from one config (the Quant nodes set the types;
+with no --precision, hls4ml's default ap_fixed<16,6> and the scale stages typed from the float scales, as `onnx-fuse
+--hls-out` does; --precision P types the rest, scale stages included, with P), pairs with their activation and scale
+stages in the write-back, dataflow processes and FIFO streams of both designs, bit-exactness, and the fused design
+against Brevitas' stored outputs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import hls_backend
 from hls_backend import project
 from hls_backend.csim import run_csim
-from hls_backend.hls_stage import hls4ml_prints_to_debug_log
+from hls_backend.hls_stage import DEFAULT_PRECISION, hls4ml_prints_to_debug_log
 from onnx_fuse.cli import quiet_libraries
 from onnx_fuse.fusion import fuse
 from onnx_fuse.load import load_onnx
@@ -31,24 +32,15 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 NAMES = ("digits_qcnn_float", "digits_fs_cnn_pt", "digits_fs_mlp")
 
 
-def apply_alpha_layers(model, config: dict) -> list[str]:
-    """Names of the ApplyAlpha layers hls4ml makes from the float-scale Quants (the unfused design has them all)."""
-    graph = hls_backend.convert(model, io_type="io_parallel", hls_config=config, fuse=False)
-    return [layer.name for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
-
-
-def measure(name: str, io_type: str, strategy: str, out: Path, precision: str, alpha_precision: str | None = None) -> str:
+def measure(name: str, io_type: str, strategy: str, out: Path, precision: str | None) -> str:
     normalised, _ = normalise(load_onnx(MODELS / f"{name}.onnx"))
     fused, report = fuse(normalised)
     data = np.load(MODELS / f"{name}.npz")
     x, y_brevitas = data["x"], data["y_brevitas"]
     with hls4ml_prints_to_debug_log():
-        config = hls_backend.config_from_fused_onnx(fused, default_precision=precision)
+        config = hls_backend.config_from_fused_onnx(
+            fused, default_precision=precision or DEFAULT_PRECISION, alpha_types=precision is None)
         config["Model"]["Strategy"] = strategy
-        if alpha_precision:
-            for layer in apply_alpha_layers(normalised, config):
-                entry = config.setdefault("LayerName", {}).setdefault(layer, {})
-                entry["Precision"] = {"scale": alpha_precision, "bias": alpha_precision}
     dirs = {f: out / f"{name}_{io_type}_{strategy}_{'fused' if f else 'unfused'}" for f in (True, False)}
     with ThreadPoolExecutor(2) as pool:
         jobs = {f: pool.submit(run_csim, fused if f else normalised, x, d, io_type=io_type, hls_config=config, fuse=f)
@@ -72,8 +64,7 @@ def main() -> None:
     parser.add_argument("--io-type", nargs="+", default=["io_stream", "io_parallel"])
     parser.add_argument("--strategy", nargs="+", default=["Latency"])
     parser.add_argument("--models", nargs="+", default=list(NAMES))
-    parser.add_argument("--precision", default="ap_fixed<16,6>", help="hls4ml's default precision")
-    parser.add_argument("--alpha-precision", default=None, help="e.g. ap_fixed<32,8>")
+    parser.add_argument("--precision", default=None, help="hls4ml's default precision, for every layer")
     parser.add_argument("--out", type=Path, default=None, help="where the hls4ml projects go (default: a temp dir)")
     args = parser.parse_args()
     quiet_libraries()
@@ -84,7 +75,7 @@ def main() -> None:
         for name in args.models:
             for io_type in args.io_type:
                 for strategy in args.strategy:
-                    row = measure(name, io_type, strategy, args.out or Path(tmp), args.precision, args.alpha_precision)
+                    row = measure(name, io_type, strategy, args.out or Path(tmp), args.precision)
                     print(row, flush=True)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import onnx
 
+from hls_backend.alpha_types import derived_types, has_float_scales, with_types
 from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
 from hls_backend.preprocess import check_stream_pools, preprocess
 from hls_backend.registration import register
@@ -19,18 +20,22 @@ def config_from_fused_onnx(
     backend: str = "Vivado",
     default_precision: str = "fixed<16,6>",
     default_reuse_factor: int = 1,
+    alpha_types: bool = True,
     **kwargs: Any,
 ) -> dict:
     """hls4ml config with one entry per layer of the UNFUSED graph (Conv_i and Relu_i separately).
 
     The fused file converts to exactly those layers, so the same config drives the fused and the unfused design:
     the producer's entry sets the pre-activation precision, the activation's entry the fused output's.
+    alpha_types: in a graph with float-scale Quants, the layers hls4ml makes of them (ApplyAlpha) and the layers
+    they read get types from the scales (alpha_types.py) instead of default_precision; this converts the graph once
+    more (no build).
     """
     register()
     graph, _ = preprocess(model)
     import hls4ml
 
-    return hls4ml.utils.config_from_onnx_model(
+    config = hls4ml.utils.config_from_onnx_model(
         graph,
         granularity=granularity,
         backend=backend,
@@ -38,6 +43,20 @@ def config_from_fused_onnx(
         default_reuse_factor=default_reuse_factor,
         **kwargs,
     )
+    if alpha_types:
+        with_types(config, types_from_scales(model, config, backend, graph))
+    return config
+
+
+def types_from_scales(
+    model: str | Path | onnx.ModelProto, config: dict, backend: str = "Vivado", graph: onnx.ModelProto | None = None
+) -> dict[str, dict[str, str]]:
+    """{layer: {precision key: type}} from the float scales (alpha_types.py) for the design `config` builds; empty
+    for a graph without float-scale Quants. `graph`: the model already preprocessed, if at hand."""
+    if not has_float_scales(graph if graph is not None else preprocess(model)[0]):
+        return {}
+    unfused = convert(model, backend=backend, io_type="io_parallel", hls_config=config, fuse=False)
+    return derived_types(unfused)
 
 
 def convert(
@@ -61,8 +80,10 @@ def convert(
         check_stream_pools(graph)
     if hls_config is None:
         hls_config = config_from_fused_onnx(model, backend=backend)
+    # hls4ml edits the config it converts with (its QONNX passes replace the LayerName entries of the layers they
+    # make, ApplyAlpha's derived types included): the caller's stays as it was, for the next design.
+    hls_config = copy.deepcopy(hls_config)
     if fuse:
-        hls_config = copy.deepcopy(hls_config)
         hls_config.setdefault("Model", {})[EPILOGUE_CONFIG_KEY] = True
         for name, op in marks.items():
             hls_config.setdefault("LayerName", {}).setdefault(name, {})[PAIR_CONFIG_KEY] = op

@@ -41,6 +41,7 @@ ENTRIES = ("fused", "unfused", "report.md", "report.png")
 MANIFEST = ".onnx-fuse.json"
 STAGING_PREFIX = ".onnx-fuse-staging-"
 TRACE_INPUTS = 32  # enough to find where a far design leaves the model
+DEFAULT_PRECISION = "ap_fixed<16,6>"  # hls4ml's
 
 
 @dataclass
@@ -49,7 +50,8 @@ class HlsOptions:
     backend: str = "Vivado"
     io_type: str = "io_stream"
     strategy: str = "Latency"
-    precision: str = "ap_fixed<16,6>"
+    # None: hls4ml's default ap_fixed<16,6>, and a float-scale model's scale stages typed from its scales
+    precision: str | None = None
     reuse_factor: int = 1
     config: Path | None = None
     report: bool = False
@@ -70,6 +72,7 @@ class HlsResult:
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] | None = None
     accuracy: Accuracy | None = None  # C-sim against onnxruntime; None for a feature-map output (layouts differ)
+    scale_types: str | None = None  # the types derived from a float-scale model's scales, used or not
     # C-sim outputs, one row per input, keyed "fused" / "unfused" (for comparisons against onnxruntime)
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -81,6 +84,7 @@ class HlsResult:
             "seconds": self.seconds,
             "report": self.report,
             "csim_vs_onnx": self.accuracy.as_dict() if self.accuracy is not None else None,
+            "scale_types": self.scale_types,
         }
 
 
@@ -174,15 +178,44 @@ def merge(base: dict, extra: dict) -> dict:
 
 def hls_config(fused: onnx.ModelProto, options: HlsOptions) -> dict:
     from hls_backend import config_from_fused_onnx
+    from hls_backend.alpha_types import SCALE_TYPES_KEY, sets_defaults, with_types
+    from hls_backend.conversion import types_from_scales
 
     config = config_from_fused_onnx(
-        fused, backend=options.backend, default_precision=options.precision,
-        default_reuse_factor=options.reuse_factor,
+        fused, backend=options.backend, default_precision=default_precision(options),
+        default_reuse_factor=options.reuse_factor, alpha_types=False,
     )
     config["Model"]["Strategy"] = options.strategy
-    if options.config is not None:
-        config = merge(config, read_config_overrides(options.config))
+    derived = types_from_scales(fused, config, options.backend)
+    user = read_config_overrides(options.config) if options.config is not None else {}
+    if options.precision is None and not sets_defaults(user):  # a default the user chose wins
+        with_types(config, derived)
+    config = merge(config, user)
+    config["Model"][SCALE_TYPES_KEY] = derived  # for the summary: which of them the design uses
     return config
+
+
+def default_precision(options: HlsOptions) -> str:
+    return options.precision or DEFAULT_PRECISION
+
+
+def scale_types_line(config: dict, options: HlsOptions) -> str | None:
+    """What the design does with the types derived from a float-scale model's scales; None for other models."""
+    from hls_backend.alpha_types import SCALE_TYPES_KEY, not_used
+
+    derived = config["Model"].get(SCALE_TYPES_KEY) or {}
+    if not derived:
+        return None
+    stages = sum("scale" in types for types in derived.values())
+    what = f"scale and bias of {stages} ApplyAlpha layers, {len(derived) - stages} layers a float-scale Quant reads"
+    unused = not_used(config, derived)
+    if options.precision is not None:
+        return f"types from the float scales not used ({what}): --precision {options.precision} types those layers"
+    if len(unused) == len(derived):
+        return f"types from the float scales not used ({what}): {options.config} sets the default types"
+    if unused and options.config is not None:
+        return f"types from the float scales for {what}; {options.config} sets its own for {', '.join(unused)}"
+    return f"types from the float scales for {what}"
 
 
 def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOptions) -> HlsResult:
@@ -205,8 +238,12 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     created = not out_dir.exists()
     out_dir.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)).resolve()
+    scale_types = scale_types_line(config, options)  # before hls4ml's conversions, which edit the config
     try:
         hls = build(fused, x, options, config, staging)
+        hls.scale_types = scale_types
+        if hls.scale_types and options.precision is not None and hls.accuracy is not None and hls.accuracy.warning:
+            hls.accuracy.warning += "; or leave out --precision: the scale stages then get types from the float scales"
         install(staging, out_dir)  # projects that differ are installed too, kept for inspection
     except BaseException:  # failed or interrupted: nothing half-built stays, DIR is as it was
         shutil.rmtree(staging, ignore_errors=True)
@@ -259,7 +296,8 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
                     outputs={"fused": outputs[True], "unfused": outputs[False]})
     hls.accuracy = accuracy_against_onnx(fused, x, outputs[True])
     if hls.accuracy is not None and hls.accuracy.far:
-        hls.accuracy.warning = far_warning(fused, x, options.precision, trace_design(fused, x, common, staging))
+        trace = trace_design(fused, x, common, staging)
+        hls.accuracy.warning = far_warning(fused, x, default_precision(options), trace)
         if hls.accuracy.warning is not None and options.config is not None:
             hls.accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
     if hls.fused_in_hls < hls.pairs:

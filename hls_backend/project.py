@@ -40,16 +40,18 @@ def kept_stages(output_dir: str | Path, marked: dict[str, str], project_name: st
     """One line per marked activation (name -> fused op) that still has its own stage in a fused project, saying
     what feeds it instead of a conv or Dense write-back."""
     calls = layer_calls(output_dir, project_name)
-    with_stage = {line.rsplit(" into ", 1)[1] for line in absorbed_stages(output_dir)}
+    # producer -> the stage its write-back holds
+    holding = {producer: stage for stage, _, producer in EPILOGUE_LINE.findall(
+        (Path(output_dir) / "firmware" / "parameters.h").read_text())}
     lines = []
     for i, (function, name) in enumerate(calls):
         if name not in marked:
             continue
         before = f"nnet::{calls[i - 1][0]} '{calls[i - 1][1]}'" if i else "the model input"
         hint = WHY_NOT_FUSED.get(calls[i - 1][0], "") if i else ""
-        if hint and i >= 2 and calls[i - 2][1] in with_stage:
-            hint = (f"a second ApplyAlpha after the one {calls[i - 2][1]}'s write-back already computes (one stage "
-                    "per write-back)")
+        if i >= 2 and calls[i - 2][1] in holding:
+            hint = (f"which follows {calls[i - 2][1]}, whose write-back holds {holding[calls[i - 2][1]]} already "
+                    "(one epilogue stage per write-back)")
         lines.append(f"{name} ({marked[name]}) keeps its {function} stage: its input comes from {before}"
                      + (f", {hint}" if hint else "") + ", not from the producer's write-back")
     return lines

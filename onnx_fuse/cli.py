@@ -58,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
     hls.add_argument(
         "--strategy", choices=["Latency", "Resource", "resource_unrolled"], default="Latency", help="default: Latency"
     )
-    hls.add_argument("--precision", default="ap_fixed<16,6>", help="default precision (default: ap_fixed<16,6>)")
+    hls.add_argument("--precision", help="default precision (default: ap_fixed<16,6>, and a float-scale model's scale "
+                     "stages typed from its scales)")
     hls.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
     hls.add_argument("--config", type=Path, metavar="YML", help="hls4ml config overrides (Model:/LayerName: ...)")
     hls.add_argument("--report", action="store_true",

@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--io-type", choices=["io_stream", "io_parallel"], default="io_stream", help="default: io_stream")
     p.add_argument("--strategy", choices=["Latency", "Resource", "resource_unrolled"], default="Latency",
                    help="default: Latency")
-    p.add_argument("--precision", default="ap_fixed<16,6>", help="default precision (default: ap_fixed<16,6>)")
+    p.add_argument("--precision", help="default precision (default: ap_fixed<16,6>, and a float-scale model's scale "
+                   "stages typed from its scales)")
     p.add_argument("--reuse-factor", type=int, default=1, help="default reuse factor (default: 1)")
     p.add_argument("--part", default="xc7z020", help="FPGA part for the fit check (default: xc7z020)")
     p.add_argument("--clock-period", type=float, default=5.0, metavar="NS", help="clock period in ns (default: 5)")

@@ -51,6 +51,8 @@ def summary(result) -> str:
         lines.append(f"  hls4ml: {h.fused_in_hls} of {h.pairs} pairs apply their activation in the layer's write-back")
         if h.absorbed:
             lines.append(f"  hls4ml: {len(h.absorbed)} scale stages in the write-back too: {', '.join(h.absorbed)}")
+        if h.scale_types:
+            lines.append(f"  hls4ml: {h.scale_types}")
         if h.accuracy is not None:
             lines.append(f"  {h.accuracy.line()}")
             if h.accuracy.warning:

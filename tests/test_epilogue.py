@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import hls_backend
 from hls_backend.preprocess import preprocess
 from onnx_fuse.fusion import fuse
+from onnx_fuse.load import load_onnx
 from onnx_fuse.normalise import normalise
 from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
 from onnx_fuse.verify import session
@@ -131,3 +132,92 @@ def test_a_quant_with_a_non_zero_zero_point_is_refused_on_the_hls_path():
         preprocess(model)
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(0.0, np.float32), "zero_point"))
     preprocess(model)  # zero point 0: converts
+
+
+def holds(precision, values: np.ndarray, exactly: bool) -> bool:
+    """Whether an hls4ml fixed-point type holds every value in its range, and exactly or (exactly=False) on a grid
+    no coarser than 2^-23 of the largest magnitude."""
+    integer = getattr(precision, "integer", precision.width)
+    v = np.asarray(values, dtype=np.float64)
+    grid = 2.0 ** (integer - precision.width)
+    low = -(2.0 ** (integer - 1)) if precision.signed else 0.0
+    in_range = np.all((v >= low) & (v < 2.0 ** (integer - precision.signed)))
+    on_grid = np.all(v / grid == np.round(v / grid)) if exactly else grid <= 2.0 ** -23 * np.max(np.abs(v))
+    return bool(in_range and on_grid)
+
+
+# hls4ml 1.3 warns while it moves the float scales below the Dense's bias Add (the ApplyAlpha this is about).
+@pytest.mark.filterwarnings("ignore:Failed to propagate quantization bias down Add node")
+@pytest.mark.parametrize("name", ["digits_fs_cnn_pt", "digits_fs_mlp", "digits_qcnn_float"])
+def test_scale_stages_hold_the_float_scales_at_the_default_precision(name: str) -> None:
+    """With no precision given, each ApplyAlpha hls4ml makes of a float-scale Quant holds its scale exactly and its
+    bias to 24 bits (at hls4ml's ap_fixed<16,6> a conv rescale of 5e-05 is 0 and a 1/scale of 122 wraps), and each layer a Quant reads
+    saturates beyond the Quant's range and resolves 15 bits below its step (ap_fixed<16,6> wraps at 32, and the
+    Dense before digits_fs_cnn_pt's last Quant reaches 34.3). Conversion only, no compile."""
+    from hls4ml.model.types import SaturationMode
+
+    fused, _ = fuse(normalise(load_onnx(MODELS / f"{name}.onnx"))[0])
+    cfg = hls_backend.config_from_fused_onnx(fused)  # the default precision, as `--hls-out` with no --precision
+    graph = hls_backend.convert(fused, output_dir="unused", io_type="io_parallel", hls_config=cfg, fuse=False)
+    stages = [layer for layer in graph.get_layers() if layer.class_name == "ApplyAlpha"]
+    assert len(stages) >= 6
+    # the config is the next design's too: the conversion (whose QONNX passes replace these entries) left it alone
+    assert all("scale" in cfg["LayerName"][layer.name]["Precision"] for layer in stages)
+    for layer in stages:
+        for array in ("scale", "bias"):  # the scales are float32 scalars: exact; a float bias per channel: 24 bits
+            weight = layer.get_weights(array)
+            exactly = array == "scale" or not np.any(weight.data_unquantized)
+            assert holds(weight.type.precision, weight.data_unquantized, exactly), (layer.name, array)
+    readers = [(layer, layer.get_output_nodes()[0]) for layer in graph.get_layers()
+               if layer.class_name in ("Input", "Activation") and layer.get_output_nodes()[0].class_name == "ApplyAlpha"]
+    assert len(readers) >= 3
+    for layer, quant in readers:
+        p, q = layer.get_output_variable().type.precision, quant.get_output_variable().type.precision
+        top = 2.0 ** (p.integer - p.signed) - 2.0 ** -p.fractional
+        assert p.saturation_mode == SaturationMode.SAT, (layer.name, p)
+        scale = np.max(np.abs(quant.get_weights("scale").data_unquantized))
+        assert top * scale >= 2.0 ** (q.integer - q.signed), (layer.name, p)  # anything larger saturates the Quant
+        assert 2.0 ** -p.fractional * scale <= 2.0 ** -(15 + q.fractional), (layer.name, p)
+
+
+def test_fixed_type_holds_float32_values_exactly_and_others_to_24_bits() -> None:
+    from hls_backend.alpha_types import fixed_type
+
+    assert fixed_type(np.float32([5.1902185e-05])) == "ap_ufixed<22,-14>"  # the float32's own significant bits
+    assert fixed_type(np.float32([-0.1746, 0.6762])) == "ap_fixed<25,1>"
+    assert fixed_type(np.zeros(4)) == "ap_uint<2>" and fixed_type(np.ones(3)) == "ap_ufixed<2,1>"  # never 1 bit wide
+    assert fixed_type(np.array([122.0, -3.5])) == "ap_fixed<9,8>"
+    # float64 values, not on any short grid: 24 bits from 2^-3 (0.1 < 2^-3) down, so within 2^-27 of each
+    assert fixed_type(np.array([0.1, 1e-9])) == "ap_ufixed<24,-3>"
+
+
+@pytest.mark.filterwarnings("ignore:Failed to propagate quantization bias down Add node")
+def test_precision_and_config_keep_winning_over_the_types_from_the_scales(tmp_path: Path) -> None:
+    """--precision types the scale stages itself (as before); a --config entry wins for its layer; the summary line
+    says which. Configs only, no compile."""
+    from hls_backend.hls_stage import HlsOptions, hls_config, scale_types_line
+
+    fused, _ = fuse(normalise(load_onnx(MODELS / "digits_fs_mlp.onnx"))[0])
+    default = HlsOptions(tmp_path)
+    cfg = hls_config(fused, default)
+    assert cfg["LayerName"]["Quant_1_rescale"]["Precision"]["scale"] == "ap_ufixed<22,-14>"
+    assert cfg["LayerName"]["Relu_0"]["Precision"]["result"] == "ap_ufixed<24,3,AP_TRN,AP_SAT>"
+    assert scale_types_line(cfg, default) == ("types from the float scales for scale and bias of 6 ApplyAlpha layers, "
+                                              "3 layers a float-scale Quant reads")
+    wide = HlsOptions(tmp_path, precision="ap_fixed<32,8>")
+    cfg = hls_config(fused, wide)
+    assert "scale" not in cfg["LayerName"].get("Quant_1_rescale", {}).get("Precision", {})
+    assert cfg["LayerName"]["Relu_0"]["Precision"]["result"] == "auto"
+    assert scale_types_line(cfg, wide).endswith("--precision ap_fixed<32,8> types those layers")
+    yml = tmp_path / "mine.yml"
+    yml.write_text("LayerName:\n  Relu_0: {Precision: {result: 'ap_fixed<20,8>'}}\n")
+    mine = HlsOptions(tmp_path, config=yml)
+    cfg = hls_config(fused, mine)
+    assert cfg["LayerName"]["Relu_0"]["Precision"]["result"] == "ap_fixed<20,8>"
+    assert cfg["LayerName"]["Quant_1_rescale"]["Precision"]["scale"] == "ap_ufixed<22,-14>"
+    assert scale_types_line(cfg, mine).endswith(f"; {yml} sets its own for Relu_0")
+    yml.write_text("Model:\n  Precision: {default: 'ap_fixed<24,8>'}\n")
+    assert "scale" not in hls_config(fused, mine)["LayerName"].get("Quant_1_rescale", {}).get("Precision", {})
+    # a graph without float scales is not converted an extra time and gets no such line
+    plain, _ = fuse(normalise(load_onnx(MODELS / "digits_qcnn_po2.onnx"))[0])
+    assert scale_types_line(hls_config(plain, default), default) is None
