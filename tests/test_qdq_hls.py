@@ -18,7 +18,9 @@ from test_qdq import ties
 pytestmark = pytest.mark.hls
 
 CASES = [
-    pytest.param({}, "io_stream", 2, id="per-axis po2"),
+    # slow: hls4ml gets the same Quant nodes as from QKeras (per-channel power-of-2 weight scales), compiled by
+    # default in tests/test_qkeras_alpha.py; the QDQ-to-Quant rewrite is checked against onnxruntime by default
+    pytest.param({}, "io_stream", 2, id="per-axis po2", marks=pytest.mark.slow),
     pytest.param(
         {"input_zero_point": 37, "input_type": np.uint8}, "io_parallel", 2, id="zero point 37", marks=pytest.mark.slow
     ),

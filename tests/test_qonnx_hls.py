@@ -53,7 +53,9 @@ def qkeras(name: str) -> tuple[onnx.ModelProto, onnx.ModelProto, int, np.ndarray
 
 @pytest.mark.parametrize(
     "name, io_type, pairs",
-    [("digits_qkeras", "io_stream", 2), pytest.param("tiny2_qkeras", "io_stream", 5, marks=pytest.mark.slow)],
+    # slow: the QKeras family's default compile is tests/test_qkeras_alpha.py (po2, 'auto_po2' and 'auto' weights)
+    [pytest.param("digits_qkeras", "io_stream", 2, marks=pytest.mark.slow),
+     pytest.param("tiny2_qkeras", "io_stream", 5, marks=pytest.mark.slow)],
 )
 def test_qkeras_bit_exact_fused_unfused_and_qkeras(name: str, io_type: str, pairs: int, compiled) -> None:
     """The inputs are on the input type's grid (tiny2: pixel/256, recovered exactly from tb_input_features.dat's 6

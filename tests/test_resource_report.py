@@ -40,6 +40,7 @@ def tiny2_graphs(tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # converts tiny2 twice (19 s); the FIFO rules are checked on digits by default
 def test_tiny2_variants_table_matches_the_docs(tiny2_graphs):
     from hls_backend.resource_report import variants_table
 
