@@ -75,7 +75,52 @@ def keras2_cnn(folder: Path) -> None:
     model.save_weights(folder / "keras2_cnn_weights.h5")
 
 
-SETUPS = {"mine": mine, "untrusted": untrusted, "keras2_cnn": keras2_cnn}
+def onnx_classes(folder: Path) -> None:
+    """docs/file-classes-onnx.md's files, made by the tests' own builders."""
+    import numpy as np
+    import onnx
+
+    from qdq_graphs import qdq_cnn
+    from test_channels_last import channels_last
+    from test_input_runs import ir3_dense_bn
+    from test_qdq import ties
+    from test_qonnx_params import qonnx04_style
+
+    onnx.save(qdq_cnn(input_zero_point=37, input_type=np.uint8), str(folder / "qdq_zp37.onnx"))
+    onnx.save(qdq_cnn(), str(folder / "qdq_po2.onnx"))
+    np.save(folder / "ties.npy", ties(16))
+    onnx.save(qonnx04_style(onnx.load(str(REPO / "models" / "digits_qcnn_po2.onnx"))),
+              str(folder / "digits_qcnn_po2_qonnx04.onnx"))
+    channels_last("digits_qcnn_po2", folder / "digits_qcnn_po2_ch_last.onnx")
+    onnx.save(ir3_dense_bn(channels_in_scale=1), str(folder / "three_layer_bn.onnx"))
+
+
+def tflite_faults(folder: Path) -> None:
+    """tf.linalg.det as a Flex op and as a custom op (tests/test_tflite.py's files), and a truncated .tflite."""
+    from test_tflite import write_foreign_op_files
+
+    write_foreign_op_files(folder)
+    whole = (REPO / "models" / "mlperf_dscnn_float.tflite").read_bytes()
+    (folder / "trunc.tflite").write_bytes(whole[: len(whole) // 3])
+
+
+def tiny2_json(folder: Path) -> None:
+    """tiny2_qkeras.json + tiny2_qkeras_weights.h5 as tests/test_qkeras_json.py makes them from the 2021 .h5."""
+    from test_qkeras_json import keras2_pair
+
+    keras2_pair(REPO / "models" / "tiny2_qkeras.h5", folder)
+
+
+def padded_pool(folder: Path) -> None:
+    import onnx
+
+    from test_torch_hls import padded_pool_model
+
+    onnx.save(padded_pool_model(), str(folder / "pool.onnx"))
+
+
+SETUPS = {"mine": mine, "untrusted": untrusted, "keras2_cnn": keras2_cnn, "onnx_classes": onnx_classes,
+          "tflite_faults": tflite_faults, "tiny2_json": tiny2_json, "padded_pool": padded_pool}
 
 
 def run(command: str, folder: Path) -> str:

@@ -49,6 +49,10 @@ def test_the_tflite_reference_tells_float_from_int8() -> None:
 
 @pytest.fixture(scope="module")
 def foreign_op_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_foreign_op_files(tmp_path_factory.mktemp("tflite"))
+
+
+def write_foreign_op_files(folder: Path) -> dict[str, Path]:
     """A model with a TensorFlow op TFLite has no builtin for, converted as a Flex op and as a custom op."""
     import tensorflow as tf
 
@@ -63,7 +67,7 @@ def foreign_op_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         else:
             converter.allow_custom_ops = True
-        files[mode] = tmp_path_factory.mktemp("tflite") / f"{mode}.tflite"
+        files[mode] = folder / f"{mode}.tflite"
         files[mode].write_bytes(converter.convert())
     return files
 

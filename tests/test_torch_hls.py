@@ -138,10 +138,8 @@ def test_upsampling_hls4ml_would_get_wrong_is_refused_in_one_line(height, width,
     assert not out.exists()
 
 
-def test_padded_max_pool_in_io_stream_is_refused_before_compiling(tmp_path: Path, capsys) -> None:
-    """PyTorch's MaxPool2d(3, 2, padding=1): hls4ml 1.3's stream pooling asserts in C-sim; refused in one line."""
-    from onnx_fuse.cli import main
-
+def padded_pool_model() -> onnx.ModelProto:
+    """Conv -> Relu -> MaxPool(3, stride 2, pads 1), PyTorch's MaxPool2d(3, 2, padding=1)."""
     rng = np.random.default_rng(0)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
@@ -149,8 +147,15 @@ def test_padded_max_pool_in_io_stream_is_refused_before_compiling(tmp_path: Path
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
         [numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_padded_max_pool_in_io_stream_is_refused_before_compiling(tmp_path: Path, capsys) -> None:
+    """PyTorch's MaxPool2d(3, 2, padding=1): hls4ml 1.3's stream pooling asserts in C-sim; refused in one line."""
+    from onnx_fuse.cli import main
+
     src = tmp_path / "pool.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(src))
+    onnx.save(padded_pool_model(), str(src))
     code = main([str(src), str(tmp_path / "out.onnx"), "--hls-out", str(tmp_path / "hls"), "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
