@@ -21,24 +21,17 @@ rounded 12 of 51,200 relu1 values the other way and the logits moved by up to 0.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
-import numpy as np
+from make_qkeras_models import digits, train_and_save
 from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
-from qkeras.utils import load_qmodel
-from sklearn.datasets import load_digits
 
-HERE = Path(__file__).resolve().parent
 
 
 def make_digits_qkeras_alpha() -> None:
-    d = load_digits()
-    order = np.random.default_rng(0).permutation(len(d.target))
-    x = (d.images[order] / 16.0).astype(np.float32)[..., None]
-    y = d.target[order].astype(np.int64)
+    x, y = digits()
     bias = dict(alpha=1)
     model = keras.Sequential(
         [
@@ -61,18 +54,7 @@ def make_digits_qkeras_alpha() -> None:
         ],
         name="digits_qkeras_alpha",
     )
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(x[:1500], y[:1500], epochs=20, batch_size=32, verbose=0)
-    acc = float(model.evaluate(x[1500:], y[1500:], verbose=0)[1])
-    model.save(HERE / "digits_qkeras_alpha.h5")
-    reloaded = load_qmodel(str(HERE / "digits_qkeras_alpha.h5"), compile=False)
-    test = x[1500:1600]
-    out = np.asarray(reloaded(test, training=False))
-    assert np.array_equal(out, np.asarray(model(test, training=False))), "saved model computes differently"
-    np.savez_compressed(HERE / "digits_qkeras_alpha.npz", x=test, y_qkeras=out, labels=y[1500:1600])
-    print(f"digits_qkeras_alpha.h5: held-out accuracy {acc:.3f}")
-
+    train_and_save(model, x, y)
 
 if __name__ == "__main__":
     keras.utils.set_random_seed(0)

@@ -48,10 +48,7 @@ def make_tiny2() -> None:
 
 
 def make_digits_qkeras() -> None:
-    d = load_digits()
-    order = np.random.default_rng(0).permutation(len(d.target))
-    x = (d.images[order] / 16.0).astype(np.float32)[..., None]
-    y = d.target[order].astype(np.int64)
+    x, y = digits()
     bits = dict(alpha=1)
     model = keras.Sequential(
         [
@@ -71,17 +68,31 @@ def make_digits_qkeras() -> None:
         ],
         name="digits_qkeras",
     )
+    train_and_save(model, x, y)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits in a fixed order, scaled to [0, 1], channels last."""
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))
+    return (d.images[order] / 16.0).astype(np.float32)[..., None], d.target[order].astype(np.int64)
+
+
+def train_and_save(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Train on the first 1500 digits, save MODEL_NAME.h5, and MODEL_NAME.npz with 100 held-out digits and the
+    reloaded model's outputs for them (the saved file must compute what the trained model does)."""
+    name = model.name
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     model.fit(x[:1500], y[:1500], epochs=20, batch_size=32, verbose=0)
     acc = float(model.evaluate(x[1500:], y[1500:], verbose=0)[1])
-    model.save(HERE / "digits_qkeras.h5")
-    reloaded = load_qmodel(str(HERE / "digits_qkeras.h5"), compile=False)
+    model.save(HERE / f"{name}.h5")
+    reloaded = load_qmodel(str(HERE / f"{name}.h5"), compile=False)
     test = x[1500:1600]
     out = np.asarray(reloaded(test, training=False))
     assert np.array_equal(out, np.asarray(model(test, training=False))), "saved model computes differently"
-    np.savez_compressed(HERE / "digits_qkeras.npz", x=test, y_qkeras=out, labels=y[1500:1600])
-    print(f"digits_qkeras.h5: held-out accuracy {acc:.3f}")
+    np.savez_compressed(HERE / f"{name}.npz", x=test, y_qkeras=out, labels=y[1500:1600])
+    print(f"{name}.h5: held-out accuracy {acc:.3f}")
 
 
 if __name__ == "__main__":
