@@ -188,7 +188,7 @@ def test_float_scale_epilogue_vitis_io_stream(compiled) -> None:
     from hls_backend import project
 
     normalised, fused, _, x, _ = brevitas("digits_fs_cnn_pt")
-    cfg = hls_backend.config_from_fused_onnx(fused, default_precision=WIDE)
+    cfg = hls_backend.config_from_fused_onnx(fused, backend="Vitis")
     got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type="io_stream", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert project.absorbed_stages(got.output_dir) == [
@@ -196,13 +196,26 @@ def test_float_scale_epilogue_vitis_io_stream(compiled) -> None:
     assert len(project.layer_calls(ref.output_dir)) - len(project.layer_calls(got.output_dir)) == 4
 
 
+def qonnx_model(nodes: list, inits: list, x_shape: list[int], y_shape: list[int]) -> onnx.ModelProto:
+    """A QONNX model x -> nodes -> y, its Quant nodes runnable (onnx_fuse.qonnx_ops.prepare)."""
+    from onnx import TensorProto, helper
+
+    from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+    model.ir_version = 8
+    return prepare(model)
+
+
 def float_scale_leaky_clip() -> onnx.ModelProto:
     """Quant(x) -> Conv(Quant(W)) -> LeakyRelu(0.1) -> Flatten -> Gemm(Quant(W2), b) -> Clip(0, 6), every Quant scale
     a float (not a power of 2): the other table activations after an ApplyAlpha (per-tensor on the conv, per-channel
     on the Dense, whose float bias joins its ApplyAlpha)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+    from onnx_fuse.qonnx_ops import QONNX_DOMAIN
 
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in {
@@ -221,11 +234,7 @@ def float_scale_leaky_clip() -> onnx.ModelProto:
         helper.make_node("Gemm", ["f", "qW2", "b2"], ["g"], transB=1),
         helper.make_node("Clip", ["g", "lo", "hi"], ["y"]),
     ]
-    graph = helper.make_graph(nodes, "leaky_clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
-    model.ir_version = 8
-    return prepare(model)
+    return qonnx_model(nodes, inits, [1, 1, 8, 8], [1, 5])
 
 
 @pytest.mark.slow
@@ -250,9 +259,9 @@ def test_float_scale_epilogue_leaky_relu_and_clip(io_type: str, compiled) -> Non
 def float_bias_conv_pointwise() -> onnx.ModelProto:
     """Quant(x) -> Conv 3x3 (float bias) -> Relu -> Quant -> Conv 1x1 (float bias) -> Relu, float scales: each conv's
     ApplyAlpha is per-channel (its bias / scale), the 1x1 conv is hls4ml's pointwise kernel."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from onnx_fuse.qonnx_ops import QONNX_DOMAIN, prepare
+    from onnx_fuse.qonnx_ops import QONNX_DOMAIN
 
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in {
@@ -270,11 +279,7 @@ def float_bias_conv_pointwise() -> onnx.ModelProto:
         helper.make_node("Conv", ["qr", "qW2", "b2"], ["c2"], kernel_shape=[1, 1]),
         helper.make_node("Relu", ["c2"], ["y"]),
     ]
-    graph = helper.make_graph(nodes, "pointwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 6, 6])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
-    model.ir_version = 8
-    return prepare(model)
+    return qonnx_model(nodes, inits, [1, 4, 6, 6], [1, 6, 6, 6])
 
 
 @pytest.mark.slow
