@@ -29,7 +29,6 @@ from make_qkeras_models import digits, train_and_save
 from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
 
-
 def make_digits_qkeras_alpha() -> None:
     x, y = digits()
     bias = dict(alpha=1)
