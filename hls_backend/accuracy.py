@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +75,8 @@ def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str, trace: Tr
     `precision`, else its fractional bits. The suggested precision holds every layer's ONNX values."""
     layers = layer_values(model, x)
     match = AP_FIXED.search(precision)
-    advice = precision_advice(layers.values, match) if match is not None else None
+    first = first_overflow(layers.values, match) if match is not None else None
+    advice = precision_advice(layers.values, match, first) if match is not None else None
     departure = first_departure(layers, trace) if trace is not None else None
     if departure is not None:
         name, err, peak = departure
@@ -87,7 +87,6 @@ def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str, trace: Tr
         )
     if match is None:
         return None
-    first = first_overflow(layers.values, match)
     if first is not None:
         return (
             f"the design is far from the model: {first} is the first layer whose values leave {precision} (|x| up to "
@@ -96,12 +95,12 @@ def far_warning(model: onnx.ModelProto, x: np.ndarray, precision: str, trace: Tr
     return f"the design is far from the model and no layer's values leave {precision}: {advice}"
 
 
-def precision_advice(values: dict[str, np.ndarray], match: re.Match) -> str:
-    """Integer bits for the largest value of any layer when one overflows the default type, else 4 more fractional
-    bits."""
+def precision_advice(values: dict[str, np.ndarray], match: re.Match, first_overflow: str | None) -> str:
+    """Integer bits for the largest value of any layer when one (first_overflow) overflows the default type, else 4
+    more fractional bits."""
     unsigned, width, integer = match.group(1) == "u", int(match.group(2)), int(match.group(3))
     u = "u" if unsigned else ""
-    if first_overflow(values, match) is None:
+    if first_overflow is None:
         return (f"rounding to its {width - integer} fractional bits is the likely cause; raise them, e.g. --precision "
                 f"'ap_{u}fixed<{width + 4},{integer}>'")
     needed = math.floor(math.log2(max(map(peak_of, values.values())))) + 1 + (0 if unsigned else 1)
@@ -187,16 +186,11 @@ def with_every_node_output(model: onnx.ModelProto) -> onnx.ModelProto:
     and Add hls4ml converts, its nodes named as the hls4ml config names them (qonnx's GiveUniqueNodeNames: Conv_0,
     Relu_0, MatMul_0, ...), every node output a graph output."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.transformation.general import GiveUniqueNodeNames
 
-    from hls_backend.gemm_bias import ZeroBiasForGemm
-    from hls_backend.preprocess import inline_and_tag
+    from hls_backend.preprocess import gemms_as_matmuls, inline_and_tag
 
-    with warnings.catch_warnings():  # qonnx warns for any Gemm above opset 9 (see preprocess.qonnx_channels_last)
-        warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
-        wrapped = ModelWrapper(inline_and_tag(model)).transform(ZeroBiasForGemm()).transform(GemmToMatMul())
-    graph = wrapped.transform(GiveUniqueNodeNames()).model
+    graph = gemms_as_matmuls(ModelWrapper(inline_and_tag(model))).transform(GiveUniqueNodeNames()).model
     present = {o.name for o in graph.graph.output}
     for node in graph.graph.node:
         for name in node.output:

@@ -151,7 +151,7 @@ def _child(job: Path) -> None:
         y, traced = hls_model.trace(x)  # compiles the project with its trace hooks, then runs it
         t2 = t3 = time.perf_counter()
         np.savez(job / "trace.npz", **traced)
-        types = {layer.name: fixed_type(layer.get_output_variable().type.precision) for layer in hls_model.get_layers()}
+        types = {layer.name: ap_type_name(layer.get_output_variable().type.precision) for layer in hls_model.get_layers()}
         (job / "types.json").write_text(json.dumps({k: v for k, v in types.items() if v and k in traced}))
     else:
         hls_model.compile()
@@ -163,7 +163,7 @@ def _child(job: Path) -> None:
     (job / "info.json").write_text(json.dumps(info))
 
 
-def fixed_type(precision: Any) -> str | None:
+def ap_type_name(precision: Any) -> str | None:
     """An hls4ml fixed-point or integer type as ap_fixed<W,I> (an ap_int<W> is ap_fixed<W,W>); None for others."""
     if not hasattr(precision, "integer"):
         return None

@@ -238,12 +238,8 @@ def run_hls(fused: onnx.ModelProto, feeds: dict[str, np.ndarray], options: HlsOp
     created = not out_dir.exists()
     out_dir.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX)).resolve()
-    scale_types = scale_types_line(config, options)  # before hls4ml's conversions, which edit the config
     try:
         hls = build(fused, x, options, config, staging)
-        hls.scale_types = scale_types
-        if hls.scale_types and options.precision is not None and hls.accuracy is not None and hls.accuracy.warning:
-            hls.accuracy.warning += "; or leave out --precision: the scale stages then get types from the float scales"
         install(staging, out_dir)  # projects that differ are installed too, kept for inspection
     except BaseException:  # failed or interrupted: nothing half-built stays, DIR is as it was
         shutil.rmtree(staging, ignore_errors=True)
@@ -293,13 +289,16 @@ def build(fused: onnx.ModelProto, x: np.ndarray, options: HlsOptions, config: di
 
     hls = HlsResult(final[True], final[False], len(x), exact, diff, fused_in_write_back(dirs[True]),
                     len(fused_nodes(fused)), absorbed=absorbed_stages(dirs[True]), seconds=seconds,
-                    outputs={"fused": outputs[True], "unfused": outputs[False]})
+                    outputs={"fused": outputs[True], "unfused": outputs[False]},
+                    scale_types=scale_types_line(config, options))
     hls.accuracy = accuracy_against_onnx(fused, x, outputs[True])
     if hls.accuracy is not None and hls.accuracy.far:
         trace = trace_design(fused, x, common, staging)
         hls.accuracy.warning = far_warning(fused, x, default_precision(options), trace)
         if hls.accuracy.warning is not None and options.config is not None:
             hls.accuracy.warning += f" (layers whose types {options.config} sets keep them: raise those there)"
+        if hls.accuracy.warning is not None and hls.scale_types and options.precision is not None:
+            hls.accuracy.warning += "; or leave out --precision: the scale stages then get types from the float scales"
     if hls.fused_in_hls < hls.pairs:
         from hls_backend.preprocess import preprocess
         from hls_backend.project import kept_stages

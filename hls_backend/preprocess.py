@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnx.inliner
 from onnx import helper, numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
 
 from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pool1d import mark_1d_pools
@@ -68,9 +69,7 @@ def inline_and_tag(model: onnx.ModelProto) -> onnx.ModelProto:
 def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     """hls4ml's documented qonnx recipe, with GemmToMatMul moved before channels-last (qonnx reads any transB
     attribute as true, including tf2onnx's explicit transB=0, unless the Gemm is gone first)."""
-    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
     # onnx-fuse output can carry duplicate value_info entries, which ModelWrapper asserts on. They are inferred
@@ -78,13 +77,7 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     # MaxPool without its input's shape.
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
-    wrapped = cleanup_model(ModelWrapper(model))
-    with warnings.catch_warnings():
-        # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
-        # correctly, checked end to end against onnxruntime in tests/test_hls_backend.py.
-        warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
-        wrapped = wrapped.transform(ZeroBiasForGemm())  # GemmToMatMul needs a bias input
-        wrapped = wrapped.transform(GemmToMatMul())
+    wrapped = gemms_as_matmuls(cleanup_model(ModelWrapper(model)))
     try:
         wrapped = wrapped.transform(ChannelsLastAveragePool())  # qonnx has no channels-last AveragePool
         wrapped = wrapped.transform(ChannelsLastResize())  # nor Resize
@@ -97,6 +90,18 @@ def qonnx_channels_last(model: onnx.ModelProto) -> onnx.ModelProto:
     mark_1d_pools(wrapped.model)  # after qonnx's last shape inference, which does not know the marked ops
     mark_1d_resizes(wrapped.model)
     return wrapped.model
+
+
+def gemms_as_matmuls(wrapped: ModelWrapper) -> ModelWrapper:
+    """Each Gemm as the MatMul + Add hls4ml converts (qonnx's GemmToMatMul, hls4ml's recipe), a bias-less one with a
+    zero bias first (GemmToMatMul needs the bias input)."""
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+
+    with warnings.catch_warnings():
+        # qonnx warns for any Gemm above opset 9; tf2onnx's opset-13 Gemm (no broadcasting tricks) converts
+        # correctly, checked end to end against onnxruntime in tests/test_hls_backend.py.
+        warnings.filterwarnings("ignore", message="The GemmToMatMul transformation only offers", category=UserWarning)
+        return wrapped.transform(ZeroBiasForGemm()).transform(GemmToMatMul())
 
 
 def clip_bounds_as_attributes(model: onnx.ModelProto) -> None:

@@ -30,10 +30,14 @@ WHY_NOT_FUSED = {"normalize": "hls4ml's ApplyAlpha with a per-channel scale or b
 EPILOGUE_LINE = re.compile(r"// onnx_fuse: epilogue in the write-back: (\S+) \((\w+)\) into (\S+)")
 
 
+def write_back_stages(output_dir: str | Path) -> list[tuple[str, str, str]]:
+    """(stage, hls layer, producer) for each epilogue stage a fused project computes in a producer's write-back."""
+    return EPILOGUE_LINE.findall((Path(output_dir) / "firmware" / "parameters.h").read_text())
+
+
 def absorbed_stages(output_dir: str | Path) -> list[str]:
     """Each epilogue stage a fused project computes in a producer's write-back, as "stage (layer) into producer"."""
-    params = (Path(output_dir) / "firmware" / "parameters.h").read_text()
-    return [f"{stage} ({layer}) into {producer}" for stage, layer, producer in EPILOGUE_LINE.findall(params)]
+    return [f"{stage} ({layer}) into {producer}" for stage, layer, producer in write_back_stages(output_dir)]
 
 
 def kept_stages(output_dir: str | Path, marked: dict[str, str], project_name: str = "myproject") -> list[str]:
@@ -41,8 +45,7 @@ def kept_stages(output_dir: str | Path, marked: dict[str, str], project_name: st
     what feeds it instead of a conv or Dense write-back."""
     calls = layer_calls(output_dir, project_name)
     # producer -> the stage its write-back holds
-    holding = {producer: stage for stage, _, producer in EPILOGUE_LINE.findall(
-        (Path(output_dir) / "firmware" / "parameters.h").read_text())}
+    holding = {producer: stage for stage, _, producer in write_back_stages(output_dir)}
     lines = []
     for i, (function, name) in enumerate(calls):
         if name not in marked:

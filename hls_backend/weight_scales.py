@@ -21,8 +21,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
-CHANNELS_LAST_DOMAIN = "qonnx.custom_op.channels_last"
+from hls_backend.pooling import CL_DOMAIN
+from onnx_fuse.qonnx_ops import QONNX_DOMAIN
 
 
 def exact_quant_of(values: np.ndarray) -> tuple[float, int]:
@@ -122,7 +122,7 @@ def move_weight_scales_below(model: onnx.ModelProto) -> list[str]:
     changed = []
     for node in list(model.graph.node):
         order.append(node)
-        is_conv = node.op_type == "Conv" and node.domain == CHANNELS_LAST_DOMAIN
+        is_conv = node.op_type == "Conv" and node.domain == CL_DOMAIN
         if node.op_type != "MatMul" and not is_conv:
             continue
         quant = rewriter.weight_quant(node)

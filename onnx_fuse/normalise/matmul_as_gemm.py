@@ -1,8 +1,8 @@
 """Write a Dense layer's MatMul (2-D input, constant 2-D weights) as the Gemm it is, so Dense -> Relu can fuse.
 
 tf2onnx emits Gemm for a Dense with a bias and a bare MatMul when the bias is all zeros (also under a QKeras
-weight Quant: a bias-less QDense); one spelling keeps the fusion rule single. The Gemm gets an explicit zero bias: qonnx's GemmToMatMul (hls4ml's recipe) fails on a Gemm
-without one.
+weight Quant: a bias-less QDense); one spelling keeps the fusion rule single. The Gemm gets an explicit zero bias:
+qonnx's GemmToMatMul (hls4ml's recipe) fails on a Gemm without one.
 """
 
 from __future__ import annotations
