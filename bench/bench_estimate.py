@@ -40,7 +40,9 @@ def ok(key: str, est: float, rep: float) -> bool:
     return abs(est - rep) <= 0.10 * rep
 
 
-def cell(key: str, est: float, rep: float) -> str:
+def cell(key: str, est: float, rep: float | None) -> str:
+    if rep is None:
+        return "n/a"
     rel = f"{100 * (est - rep) / rep:+.0f}%" if rep else ("0" if est == rep else "n/a")
     return f"{est:.0f} / {rep} ({rel})"
 
@@ -89,7 +91,7 @@ def main() -> None:
     for k in KEYS:
         parts = []
         for split in ("heldout", "calibration", None):
-            group = [c for c in checks.values() if split is None or c.split == split]
+            group = [c for c in checks.values() if (split is None or c.split == split) and c.report[k] is not None]
             if k in ("ff", "lut"):
                 parts.append(f"sMAPE {100 * sum(smape(c.estimate[k], c.report[k]) for c in group) / len(group):.0f}%")
             else:

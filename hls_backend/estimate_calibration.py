@@ -20,7 +20,8 @@ from hls_backend.fifo_estimate import fifo_cost
 RESOURCES = ("bram18k", "dsp", "ff", "lut")
 SUMMARY_KINDS = ("total", "fifos")  # the report's Total line and its FIFO summary line
 TIMING = ("lat_min", "lat_max", "ii_min", "ii_max")
-# report key of each io_stream design's FIFO rows in csynth_fifo_rows.tsv
+# report key of the FIFO rows of the io_stream designs whose FIFOs were first transcribed for the FIFO model (other
+# designs' FIFO rows are keyed by the design's own name)
 FIFO_REPORTS = {
     "chiruichen_autoencoder": "ChiRuiChen_AutoEncoder_hls4mlmyproject_prj_solution1_syn_report_myproject",
     "seed_tiny2_merged": "seed-tiny2-manually-merged",
@@ -28,8 +29,8 @@ FIFO_REPORTS = {
     "pominiq_cnn": "pominiq_DNNonSilicon_hls4ml_prj_myproject_prj_solution1_syn_report_myproject",
     "taitashaw_mlp_vitis": "taitashaw_hls4ml-fpga-classifier_my-hls-test_myproject_prj_solution1_syn_report_myproject",
 }
-# FIFO shapes: the FIFO model's own calibration table, and those of held-out designs outside it
-FIFO_TABLES = ("csynth_fifo_rows.tsv", "csynth_fifo_rows_heldout.tsv")
+# FIFO shapes: the FIFO model's own calibration table, and those of the designs outside it
+FIFO_TABLES = ("csynth_fifo_rows.tsv", "csynth_design_fifos.tsv")
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -39,6 +40,17 @@ def read_rows(path: Path) -> list[dict]:
 
 def read_fifo_rows(data: Path) -> list[dict]:
     return [row for name in FIFO_TABLES for row in read_rows(data / name)]
+
+
+def design_fifos(design: str, fifo_rows: list[dict]) -> list[dict]:
+    key = FIFO_REPORTS.get(design, design)
+    return [f for f in fifo_rows if f["report"] == key]
+
+
+def hls_tool(version: str) -> str:
+    """"vitis" or "vivado" from a report's tool version: Vivado HLS ended with 2020.1, Vitis HLS began with 2020.2."""
+    year, _, minor = version.removeprefix("vitis-").partition(".")
+    return "vitis" if version.startswith("vitis") or (int(year), int(minor[:1] or 0)) >= (2020, 2) else "vivado"
 
 
 def number(value: str, default: int | None = 0) -> int | None:
@@ -93,7 +105,7 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
         inner = sum(int(r["lat_max"]) for r in cal if r["design"] == design and r["kind"] not in SUMMARY_KINDS)
         tops.append(int(total["lat_max"]) - inner)
     scalars["parallel_top_cycles"] = round(float(np.mean(tops)), 4)
-    fifo_lut = [(int(r["lut"]), sum(1 for f in fifo_rows if f["report"] == FIFO_REPORTS[r["design"]]))
+    fifo_lut = [(int(r["lut"]), len(design_fifos(r["design"], fifo_rows)))
                 for r in cal if r["kind"] == "fifos"]
     scalars["fifo_lut_each"] = round(sum(lut for lut, _ in fifo_lut) / sum(n for _, n in fifo_lut), 4)
 
@@ -141,28 +153,41 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
 
 @dataclass
 class DesignCheck:
+    """One design's estimate against its report. A layer without a rule is left out of the estimate, as
+    `onnx-fuse estimate` does, so the report is compared without it too: its reported BRAM/DSP/FF/LUT are taken off
+    the report's Total, and the design's latency and interval are not compared (None)."""
+
     design: str
     split: str
     io_type: str
     estimate: dict[str, int]
-    report: dict[str, int]
+    report: dict[str, int | None]
+    not_covered: tuple[str, ...] = ()
 
 
 def estimate_design(design: str, rows: list[dict], fifo_rows: list[dict]) -> DesignCheck:
     """The estimate of one reported design from its layer rows (and its report's FIFO shapes)."""
     inner = [r for r in rows if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
     total_row = next(r for r in rows if r["design"] == design and r["kind"] == "total")
-    # a layer without a rule is left out of the estimated total, as `onnx-fuse estimate` does
-    specs = [s for s in (spec_from_row(r) for r in inner) if rules.layer_cost(s).covered]
+    covered = [r for r in inner if rules.layer_cost(spec_from_row(r)).covered]
+    specs = [spec_from_row(r) for r in covered]
     costs = [rules.layer_cost(s) for s in specs]
     io_type = inner[0]["io_type"]
     fifo = {}
     if io_type == "io_stream":
-        fifos = [fifo_cost(int(f["depth"]), int(f["bits"])) for f in fifo_rows if f["report"] == FIFO_REPORTS[design]]
+        fifos = [fifo_cost(int(f["depth"]), int(f["bits"]), tool=hls_tool(f["tool_version"]))
+                 for f in design_fifos(design, fifo_rows)]
         fifo = {"bram18k": sum(f.bram18k for f in fifos), "ff": sum(f.ff for f in fifos),
                 "lut": round(len(fifos) * rules.FITTED_SCALARS["fifo_lut_each"])}
     total = rules.design_totals(specs, costs, io_type, fifo)
     est = {k: total[k] for k in RESOURCES}
     est.update(lat_min=total["latency_min"], lat_max=total["latency_max"], ii_min=total["interval_min"],
                ii_max=total["interval_max"])
-    return DesignCheck(design, total_row["split"], io_type, est, measured(total_row))
+    report: dict[str, int | None] = measured(total_row)
+    uncovered = [r for r in inner if r not in covered]
+    for r in uncovered:
+        for k in RESOURCES:
+            report[k] -= int(r[k])
+    if uncovered:
+        report.update(dict.fromkeys(TIMING))
+    return DesignCheck(design, total_row["split"], io_type, est, report, tuple(r["instance"] for r in uncovered))
