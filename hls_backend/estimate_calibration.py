@@ -67,6 +67,7 @@ def spec_from_row(row: dict) -> LayerSpec:
         out_bits=number(row["out_bits"], 16), in_pixels=number(row["in_pixels"], 1),
         out_pixels=number(row["out_pixels"], 1), n_chan=number(row["n_chan"], 1), kernel=number(row["kernel"], 1),
         dsp_weights=number(row["dsp_weights"], None), elements=n_in if kind in ("relu", "softmax") else 0,
+        part=row["part"], clock_ns=float(row["clock_ns"] or 5),
     )
 
 
@@ -94,17 +95,22 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
     scalars["dsp_weight_fraction"] = round(sum(m["dsp"] for _, m in unknown) / sum(s.nonzero for s, _ in unknown), 4)
     stream_convs = [(s, m) for s, m, _ in layers if s.kind == "conv" and s.io_type == "io_stream"
                     and s.strategy == "resource"]
+    # medians: a few designs (fully serial reuse, wide softmax tables) are far from the rest
     scalars["stream_conv_extra_cycles"] = round(
-        float(np.mean([m["lat_max"] / s.in_pixels - s.reuse for s, m in stream_convs])), 4)
-    scalars["stream_conv_min_cycles"] = round(float(np.mean([m["lat_min"] / s.in_pixels for s, m in stream_convs])), 4)
+        float(np.median([m["lat_max"] / s.in_pixels - s.reuse for s, m in stream_convs])), 4)
+    scalars["stream_conv_min_cycles"] = round(
+        float(np.median([m["lat_min"] / s.in_pixels for s, m in stream_convs])), 4)
     softmax = [m["lat_max"] for s, m, _ in layers if s.kind == "softmax"]
-    scalars["softmax_cycles"] = round(float(np.mean(softmax)), 4)
+    scalars["softmax_cycles"] = round(float(np.median(softmax)), 4)
+    series7 = [m["lat_max"] * s.clock_ns for s, m, _ in layers if s.kind in ("dense", "conv")
+               and s.strategy == "latency" and s.io_type == "io_parallel" and rules.is_series7(s.part)]
+    scalars["series7_stage_ns"] = round(float(np.median(series7)), 4)
     tops = []
     for design in sorted({r["design"] for r in cal if r["io_type"] == "io_parallel"}):
         total = next(r for r in cal if r["design"] == design and r["kind"] == "total")
         inner = sum(int(r["lat_max"]) for r in cal if r["design"] == design and r["kind"] not in SUMMARY_KINDS)
         tops.append(int(total["lat_max"]) - inner)
-    scalars["parallel_top_cycles"] = round(float(np.mean(tops)), 4)
+    scalars["parallel_top_cycles"] = round(float(np.median(tops)), 4)
     fifo_lut = [(int(r["lut"]), len(design_fifos(r["design"], fifo_rows)))
                 for r in cal if r["kind"] == "fifos"]
     scalars["fifo_lut_each"] = round(sum(lut for lut, _ in fifo_lut) / sum(n for _, n in fifo_lut), 4)
@@ -123,8 +129,9 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
                 add(("mult_latency", "lut"), rules.features_mult_latency_lut(spec, dsp_products), m["lut"])
                 if spec.io_type == "io_stream" and spec.kind == "conv":
                     add(("mult_latency_stream", "ff"), rules.features_mult_latency_stream_ff(spec), m["ff"])
-                    add(("stream_latency_conv", "cycles"), rules.features_stream_latency_conv_cycles(spec),
-                        m["lat_max"] / spec.in_pixels - spec.reuse)
+                    if spec.reuse == 1:  # the adder tree's cycles; at reuse > 1 they overlap the reuse cycles
+                        add(("stream_latency_conv", "cycles"), rules.features_stream_latency_conv_cycles(spec),
+                            m["lat_max"] / spec.in_pixels - spec.reuse)
                 else:  # the report's own pipeline depth (0 or 1) of the io_parallel layer
                     add(("mult_latency", "ff"), rules.features_mult_latency_ff(spec, m["lat_max"]), m["ff"])
             else:

@@ -40,34 +40,35 @@ DATAFLOW_HANDSHAKE_CYCLES = 1
 
 # Fitted on the calibration split only (bench/fit_estimate.py prints these; tests/test_estimate.py checks that the
 # fit reproduces them). Keys: (rule, resource) -> coefficients of the rule's features_* vector below.
-FITTED: dict[tuple[str, str], tuple[float, ...]] = {('mult_latency', 'lut'): (0.9594, 0.0, 6.9826),
- ('mult_latency', 'ff'): (0.1239, 0.6079),
- ('mult_latency_stream', 'ff'): (0.1679, 0.0, 1369.0634),
- ('stream_latency_conv', 'cycles'): (0.9824, 0.638, 0.0625),
- ('mult_resource', 'lut'): (0.1941, 0.0, 1272.3232),
- ('mult_resource', 'ff'): (0.8078, 0.0, 2995.9456),
- ('activation_parallel', 'lut'): (2.3496,),
- ('activation_stream', 'lut'): (4.1931, 0.0),
- ('activation_stream', 'ff'): (0.8441, 182.5034),
- ('pool_stream', 'lut'): (6.2344, 518.0),
- ('pool_stream', 'ff'): (10.1094, 282.0),
- ('zeropad_stream', 'lut'): (0.1822, 257.5305),
- ('zeropad_stream', 'ff'): (0.0, 26.9091),
+FITTED: dict[tuple[str, str], tuple[float, ...]] = {('mult_latency', 'lut'): (1.3362, 0.3243, 0.0),
+ ('mult_latency', 'ff'): (0.0136, 1.4939),
+ ('mult_latency_stream', 'ff'): (0.0911, 14.4369, 0.0),
+ ('stream_latency_conv', 'cycles'): (0.0, 0.5521, 0.0625),
+ ('mult_resource', 'lut'): (0.0657, 1.786, 2390.1693),
+ ('mult_resource', 'ff'): (1.0019, 0.2674, 2653.7313),
+ ('activation_parallel', 'lut'): (1.8286,),
+ ('activation_stream', 'lut'): (3.3235, 60.5648),
+ ('activation_stream', 'ff'): (0.502, 54.4821),
+ ('pool_stream', 'lut'): (6.7068, 1868.8119),
+ ('pool_stream', 'ff'): (8.5302, 584.464),
+ ('zeropad_stream', 'lut'): (1.9436, 191.1429),
+ ('zeropad_stream', 'ff'): (0.0, 29.1667),
  ('resize_stream', 'lut'): (0.5156, 642.0),
  ('resize_stream', 'ff'): (1.1868, 1297.9091),
- ('softmax', 'lut'): (5.9062,),
- ('softmax', 'ff'): (2.2156,),
- ('top_parallel', 'ff'): (0.1198, 2544.5)}
+ ('softmax', 'lut'): (11.5082,),
+ ('softmax', 'ff'): (5.1361,),
+ ('top_parallel', 'ff'): (0.6908, 0.0)}
 # Fitted scalars: fraction of non-zero weights that need a DSP when the weights are not known; cycles a
 # Resource-strategy stream conv spends per input pixel beyond its reuse factor (max) and at least (min); cycles of
 # the io_parallel top function beyond its layers; the softmax's pipeline depth; LUT per FIFO (csynth reports FIFO
 # LUT only as one summary line per design).
-FITTED_SCALARS: dict[str, float] = {'dsp_weight_fraction': 0.4852,
- 'stream_conv_extra_cycles': 11.0,
+FITTED_SCALARS: dict[str, float] = {'dsp_weight_fraction': 0.4989,
+ 'stream_conv_extra_cycles': 8.0625,
  'stream_conv_min_cycles': 4.0,
- 'softmax_cycles': 3.25,
+ 'softmax_cycles': 5.5,
+ 'series7_stage_ns': 25.0,
  'parallel_top_cycles': 5.0,
- 'fifo_lut_each': 70.4792}
+ 'fifo_lut_each': 50.5576}
 
 
 @dataclass
@@ -95,6 +96,8 @@ class LayerSpec:
     partitions: int = 1  # io_parallel conv: output pixels are computed in this many sequential groups
     fused_activation: str | None = None  # the activation a fused conv/Dense applies in its write-back
     elements: int = 0  # activation/softmax: elements per call
+    part: str = ""  # the FPGA part (its family sets how much logic fits in one clock period)
+    clock_ns: float = 5.0
 
 
 @dataclass
@@ -218,9 +221,18 @@ def features_softmax(spec: LayerSpec) -> tuple[float, ...]:
     return (spec.elements * spec.in_bits,)
 
 
+def is_series7(part: str) -> bool:
+    """7-series parts (Zynq-7000, Artix-7, Kintex-7, Virtex-7): slower logic than UltraScale(+)."""
+    return part.lower().startswith("xc7")
+
+
 def latency_stages(spec: LayerSpec, dsp: int) -> int:
-    """Pipeline stages of a Latency-strategy product: the io_parallel reports show 0 (combinational) for adder
-    trees of < 8 products per output without DSPs, 1 otherwise (threshold read off the calibration reports)."""
+    """Pipeline stages of a Latency-strategy product. UltraScale(+) parts at the reports' 5 ns: 0 (combinational)
+    for adder trees of < 8 products per output without DSPs, 1 otherwise (threshold read off the calibration
+    reports). 7-series parts: the tool cuts the product and its adder tree into clock periods of a slower fabric,
+    a fitted number of stage-nanoseconds over the clock period (at least one stage)."""
+    if is_series7(spec.part):
+        return max(1, round(FITTED_SCALARS["series7_stage_ns"] / spec.clock_ns))
     per_output = spec.nonzero / max(spec.n_out, 1)
     return 1 if dsp and per_output >= 8 else 0
 
@@ -307,10 +319,12 @@ def activation_layer(spec: LayerSpec) -> LayerCost:
         return LayerCost(0, 0, 0, lut, 0, 0, 1, 1, {"lut": "fitted: compare/saturate per element bit",
                                                   "latency": "analytic: combinational, inlined in the top pipeline"})
     feats = features_stream_channels(spec)
-    lat = spec.out_pixels + 4
+    # a loop over several pixels pipelines at one per cycle plus its depth; one word is a single pass (the reports
+    # of stream MLPs: 0 or 1 cycle)
+    lat = spec.out_pixels + 4 if spec.out_pixels > 1 else 1
     return LayerCost(0, 0, linear("activation_stream", "ff", feats), linear("activation_stream", "lut", feats),
                      lat, lat, lat, lat, {"lut": "fitted: per channel bit + stage control",
-                                          "latency": "analytic: one pixel per cycle + 4"})
+                                          "latency": "analytic: one pixel per cycle + 4 (a single word: 1)"})
 
 
 def write_back_activation(spec: LayerSpec) -> tuple[int, str]:
