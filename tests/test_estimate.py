@@ -3,13 +3,15 @@ conversions of the project's models (no compile)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from conftest import MODELS, REPO
 from hls_backend import estimate_rules as rules
-from hls_backend.estimate_calibration import estimate_design, fit, read_fifo_rows, read_rows, spec_from_row
+from hls_backend.estimate_calibration import estimate_design, fit, hls_tool, read_fifo_rows, read_rows, spec_from_row
+from hls_backend.estimate_rules import LayerSpec
 
 DATA = REPO / "tests" / "data"
 
@@ -23,15 +25,54 @@ def designs(rows, split):
     return sorted({r["design"] for r in rows if r["split"] == split})
 
 
-def test_split_holds_out_a_quarter_of_the_design_groups(report_rows):
+# The fourth set's groups (designs of one network); every other fourth-set design is its own group.
+FOURTH_SET_GROUPS = {
+    "uwacme_rheed_gaussian_cnn_v7": "uwacme_rheed_gaussian_cnn",
+    **{f"uwacme_neutdet_conv1d_rf{rf}": "uwacme_neutdet_conv1d" for rf in (12, 16, 48)},
+    **{f"lolbraa_mnist_fixedhp_rf{rf}_vu": "lolbraa_mnist_fixedhp" for rf in (1, 100)},
+    **{f"lolbraa_mnist_adaptivehp_rf{rf}_vu": "lolbraa_mnist_adaptivehp" for rf in (1, 16)},
+    **{f"lolbraa_jet_hgq2_rf{rf}_vitis{year}": "lolbraa_jet_hgq2" for rf in (1, 4) for year in (2023, 2025)},
+    "lolbraa_jet_hgq2_ebops1001_stream_vu": "lolbraa_jet_hgq2_ebops1001",
+    "lolbraa_jet_hgq2_ebops1001_parallel_vitis": "lolbraa_jet_hgq2_ebops1001",
+    "lolbraa_jet_hgq2_adaptivehp_stream_vu": "lolbraa_jet_hgq2_ebops303",
+    "lolbraa_jet_hgq2_ebops303_parallel_vitis": "lolbraa_jet_hgq2_ebops303",
+    "lolbraa_jet_baseline_stream_vu": "lolbraa_jet_baseline",
+    "lolbraa_jet_baseline_nosoftmax_stream_vu": "lolbraa_jet_baseline",
+    **{f"lrozzy_hgq_mlp_{i}_vitis": "lrozzy_hgq_mlp" for i in range(1, 6)},
+    "gabriele_mnist_qcnn_resource": "gabriele_mnist_qcnn", "gabriele_mnist_qcnn_alveo": "gabriele_mnist_qcnn",
+    **{f"tanvir_jet_mlp_{v}": "tanvir_jet_mlp" for v in ("baseline", "pruned", "qpruned")},
+    "kdiep_binary_mlp_vitis": "kdiep_mlp", "kdiep_mlp16_vitis": "kdiep_mlp",
+    "seanlipps_conv1d_vitis": "seanlipps_conv1d", "seanlipps_conv1d_parallel_vitis": "seanlipps_conv1d",
+    "pominiq_dummy_rf16_pruned75": "pominiq_dummy_mlp", "pominiq_dummy_rf1": "pominiq_dummy_mlp",
+    "feynmanlogic_mlp1_resource_vitis": "feynmanlogic_mlp1", "feynmanlogic_mlp1_parallel_vitis": "feynmanlogic_mlp1",
+}
+EARLIER_SETS = {"hp_model1", "hp_model1_rf2", "hp_model2", "hp_model3", "chiruichen_autoencoder", "seed_tiny2_merged",
+                "spallen_pulse_vitis", "pominiq_cnn", "astitwlathe_mlp", "nrp_mlp_vitis", "taitashaw_mlp_vitis"}
+
+
+def test_the_split_follows_its_stated_rule_and_holds_out_a_quarter_of_the_groups(report_rows):
+    """The fourth set's split, recomputed from the rule in csynth_instances.SOURCES.md: groups in strata by tool
+    family and io type, ordered by SHA-256 of the group name, every other one held out; the earlier sets are all
+    calibration (their held-out designs were read while changing the rules)."""
     rows, _ = report_rows
-    # hp_model1 and hp_model1_rf2 are one network at two reuse factors: one group
-    groups = {r["design"].replace("_rf2", ""): r["split"] for r in rows}
-    held = sorted(g for g, split in groups.items() if split == "heldout")
-    assert held == ["hp_model2", "nrp_mlp_vitis", "pominiq_cnn", "seed_tiny2_merged", "taitashaw_mlp_vitis"]
-    assert len(groups) == 10 and len(held) / len(groups) >= 0.25
-    tools = {r["tool_version"] for r in rows}
-    assert {"2019.2", "2019.2.1", "2020.1", "vitis-2022.2", "vitis-2023.1", "vitis-2025.2"} == tools
+    split = {r["design"]: r["split"] for r in rows}
+    assert {split[d] for d in EARLIER_SETS} == {"calibration"}
+    first: dict[str, dict] = {}
+    for r in rows:
+        if r["design"] not in EARLIER_SETS:
+            first.setdefault(FOURTH_SET_GROUPS.get(r["design"], r["design"]), r)
+    strata: dict[tuple[str, str], list[str]] = {}
+    for group, r in first.items():
+        strata.setdefault((hls_tool(r["tool_version"]), r["io_type"]), []).append(group)
+    held = {g for groups in strata.values()
+            for g in sorted(groups, key=lambda g: hashlib.sha256(g.encode()).hexdigest())[::2]}
+    for design, s in split.items():
+        if design not in EARLIER_SETS:
+            assert s == ("heldout" if FOURTH_SET_GROUPS.get(design, design) in held else "calibration"), design
+    groups = len(first) + 10  # the earlier sets: 10 groups (hp_model1 and its RF-2 run are one)
+    assert len(held) == 20 and groups == 48 and len(held) / groups >= 0.25
+    assert sum(1 for s in split.values() if s == "heldout") == 29 and len(split) == 71
+    assert {hls_tool(r["tool_version"]) for r in rows if split[r["design"]] == "heldout"} == {"vivado", "vitis"}
 
 
 def test_fit_on_the_calibration_split_reproduces_the_committed_coefficients(report_rows):
@@ -52,54 +93,59 @@ def smape(estimate: int, report: int) -> float:
     return 0.0 if estimate == report == 0 else abs(estimate - report) / ((abs(estimate) + abs(report)) / 2)
 
 
-def test_held_out_designs_against_the_bram_dsp_latency_and_interval_targets(report_rows):
-    """What was measured on the five held-out designs (docs/estimate.md says why each miss misses): every target
-    holds on hp_model2 and seed_tiny2_merged, DSP also on the two Vitis MLPs (4 of 5 designs), the reuse-16 Latency
-    CNN misses all four. Pinned, so a change of the rules that moves a held-out design shows up here."""
-    rows, fifo_rows = report_rows
-    met = {}
-    for design in designs(rows, "heldout"):
-        check = estimate_design(design, rows, fifo_rows)
-        est, rep = check.estimate, check.report
-        met[design] = (within(est["bram18k"], rep["bram18k"], 0.10, floor=2), within(est["dsp"], rep["dsp"], 0.15),
-                       within(est["lat_max"], rep["lat_max"], 0.10), within(est["ii_max"], rep["ii_max"], 0.10))
-    assert met == {"hp_model2": (True, True, True, True), "seed_tiny2_merged": (True, True, True, True),
-                   "nrp_mlp_vitis": (False, True, False, True), "pominiq_cnn": (False, False, False, False),
-                   "taitashaw_mlp_vitis": (False, True, False, False)}
+def weights_read(design: str, rows) -> bool:
+    return all(r["dsp_weights"] for r in rows if r["design"] == design and r["kind"] in ("dense", "conv")
+               and r["strategy"].lower() == "latency" and int(r["in_bits"] or 16) > rules.DSP_MIN_DATA_BITS)
 
 
-def test_held_out_ff_and_lut_smape(report_rows):
-    """Measured over the five held-out designs: FF sMAPE 53%, LUT 36% (target 25%: missed; docs/estimate.md)."""
+def test_held_out_designs_against_the_targets(report_rows):
+    """What the one run on the 29 held-out designs measured (docs/estimate.md says why each target is missed):
+    BRAM_18K within max(2, 10%) on 22, DSP within 15% on 20 of 29 and on 20 of the 24 whose weights were read,
+    latency within 10% on 4 and interval on 8 of the 22 without layers outside the rules; FF sMAPE 93%, LUT 40%.
+    Pinned, so a change of the rules that moves a held-out design shows up here."""
     rows, fifo_rows = report_rows
     checks = [estimate_design(d, rows, fifo_rows) for d in designs(rows, "heldout")]
-    for resource, measured in (("ff", 0.53), ("lut", 0.36)):
+    timed = [c for c in checks if c.report["lat_max"] is not None]
+    assert len(checks) == 29 and len(timed) == 22
+    assert sum(within(c.estimate["bram18k"], c.report["bram18k"], 0.10, floor=2) for c in checks) == 22
+    assert sum(within(c.estimate["dsp"], c.report["dsp"], 0.15) for c in checks) == 20
+    read = [c for c in checks if weights_read(c.design, rows)]
+    assert (sum(within(c.estimate["dsp"], c.report["dsp"], 0.15) for c in read), len(read)) == (20, 24)
+    assert sum(within(c.estimate["lat_max"], c.report["lat_max"], 0.10) for c in timed) == 4
+    assert sum(within(c.estimate["ii_max"], c.report["ii_max"], 0.10) for c in timed) == 8
+    for resource, measured in (("ff", 0.93), ("lut", 0.40)):
         mean = sum(smape(c.estimate[resource], c.report[resource]) for c in checks) / len(checks)
         assert abs(mean - measured) < 0.01, (resource, mean)
 
 
 def test_dsp_rule_on_every_layer_whose_weights_are_known(report_rows):
-    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for 16-bit Latency layers, on the 16 layers
-    whose weights were transcribed (Vivado HLS 2019.2, Vitis HLS 2022.2 and 2025.2): 6 exact, the others over by
-    0.5-3.6% (1564 counted, 1509 reported at most)."""
+    """DSP = min(weights with 3+ CSD digits, hls4ml's multiplier limit) for Latency layers with data wider than 10
+    bits, on the 65 layers whose weights were transcribed (Vivado HLS 2019.2 to Vitis HLS 2025.2): 31 exact, all
+    but 7 within 15%. The 7: a 26-bit input taking one DSP48E2 per product where the rule counts two (4 designs of
+    one network on an UltraScale+ part), a 6-bit weight the tool multiplies in LUTs, an io_parallel conv1d whose
+    pixels share multipliers, a 3-vs-4 layer."""
     rows, _ = report_rows
     known = [r for r in rows if r["dsp_weights"]]
-    assert len(known) == 16 and {r["split"] for r in known} == {"calibration", "heldout"}
-    assert {r["tool_version"] for r in known} == {"2019.2", "vitis-2022.2", "vitis-2025.2"}
+    assert len(known) == 65
+    outside = []
     for row in known:
         cost = rules.layer_cost(spec_from_row(row))
-        assert int(row["dsp"]) <= cost.dsp <= 1.037 * int(row["dsp"]), (row["design"], row["instance"], cost.dsp)
+        if not within(cost.dsp, int(row["dsp"]), 0.15):
+            outside.append(row["design"])
     exact = [r for r in known if rules.layer_cost(spec_from_row(r)).dsp == int(r["dsp"])]
-    assert len(exact) == 6  # 114, 80 (RF 2: the multiplier limit 160/2), 200, 36, 122 (Vitis 2022.2), 129 (2025.2)
+    assert len(exact) == 31 and len(outside) == 7
+    assert sum(d.startswith("lolbraa_jet_hgq2_rf") for d in outside) == 4
 
 
 def test_calibration_designs_are_reproduced(report_rows):
-    """In-sample: BRAM_18K within max(2, 10%) on every calibration design, FF and LUT sMAPE 7% and 6%."""
+    """In-sample, 42 designs: BRAM_18K within max(2, 10%) on 38, FF sMAPE 49%, LUT 21%."""
     rows, fifo_rows = report_rows
     checks = [estimate_design(d, rows, fifo_rows) for d in designs(rows, "calibration")]
-    for check in checks:
-        assert within(check.estimate["bram18k"], check.report["bram18k"], 0.10, floor=2), check.design
-    for resource in ("ff", "lut"):
-        assert sum(smape(c.estimate[resource], c.report[resource]) for c in checks) / len(checks) < 0.08
+    assert len(checks) == 42
+    assert sum(within(c.estimate["bram18k"], c.report["bram18k"], 0.10, floor=2) for c in checks) == 38
+    for resource, measured in (("ff", 0.49), ("lut", 0.21)):
+        mean = sum(smape(c.estimate[resource], c.report[resource]) for c in checks) / len(checks)
+        assert abs(mean - measured) < 0.01, (resource, mean)
 
 
 def test_a_report_row_without_a_rule_is_left_out_of_the_checked_total(report_rows):
@@ -108,7 +154,12 @@ def test_a_report_row_without_a_rule_is_left_out_of_the_checked_total(report_row
     assert not rules.layer_cost(spec_from_row(sigmoid)).covered
     without = [r for r in rows if r is not sigmoid]
     design = sigmoid["design"]
-    assert estimate_design(design, rows, fifo_rows).estimate == estimate_design(design, without, fifo_rows).estimate
+    check = estimate_design(design, rows, fifo_rows)
+    assert check.estimate == estimate_design(design, without, fifo_rows).estimate
+    # and the report is compared without it: its resources off the Total, the design's timing not compared
+    total = next(r for r in rows if r["design"] == design and r["kind"] == "total")
+    assert check.report["lut"] == int(total["lut"]) - int(sigmoid["lut"]) and check.report["lat_max"] is None
+    assert check.not_covered == (sigmoid["instance"],)
 
 
 def test_csd_digits_and_storage_rules():
@@ -289,3 +340,20 @@ def test_report_gives_the_whole_design_estimate_for_io_parallel(tmp_path, capsys
     text = (out / "report.md").read_text()
     assert "Whole design" in text and "| BRAM_18K |" in text and "| latency max (cycles) |" in text
     assert not (out / "report.png").exists()
+
+
+def test_dataflow_latency_adds_up_one_item_processes_and_overlaps_pixel_streams():
+    """An io_stream MLP's processes each handle one word: their latencies add, plus a handshake cycle each; a chain
+    of convolutions over many pixels takes about its slowest process."""
+    mlp = [LayerSpec("d", "dense", "io_stream", "latency"), LayerSpec("r", "relu", "io_stream", "latency")]
+    assert rules.dataflow_latency(mlp, [2, 1]) == 2 + 1 + 2 * rules.DATAFLOW_HANDSHAKE_CYCLES
+    convs = [LayerSpec(n, "conv", "io_stream", "latency", in_pixels=1024) for n in ("a", "b")]
+    slow = rules.dataflow_latency(convs, [1024 * 3, 1024 * 5])
+    assert 1024 * 5 <= slow <= 1024 * 5 + 10
+
+
+def test_vitis_keeps_two_deep_fifos_in_shift_registers_whatever_their_width():
+    from hls_backend.fifo_estimate import fifo_cost
+
+    assert fifo_cost(1, 1024, tool="vitis").bram18k == 0 and fifo_cost(1, 1024).bram18k > 0  # Vivado HLS: BRAM
+    assert fifo_cost(3, 1024, tool="vitis").bram18k > 0
