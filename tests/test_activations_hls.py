@@ -85,8 +85,9 @@ ACT1D_STAGES = {"leaky_relu": 2, "onnx_fuse_clip": 2, "relu": 1}
 
 
 def test_every_activation_in_the_write_back_of_one_design(keras_graphs, compiled) -> None:
-    """The default representative of each activation family, and of Keras Conv1D (normalised into a true 1-D Conv)
-    through hls4ml's Conv1D and depthwise Conv1D paths with the Resource strategy: one Vitis io_stream pair."""
+    """One compiled pair (Vitis, io_parallel) for every activation family (LeakyReLU and ReLU6 after a conv and
+    a Dense, ReLU after a conv), for Keras Conv1D (normalised into a true 1-D Conv) through hls4ml's Conv1D path
+    with the Resource strategy, and for the io_parallel conv write-back (the other default pairs are io_stream)."""
     normalised, fused, pairs = keras_graphs("digits_act1d.keras")
     assert pairs == 5 and Counter(n.op_type for n in fused.graph.node if n.domain == "onnx_fuse") == ACT1D_PAIRS
     assert not {"LeakyRelu", "Clip", "Relu"} & set(op_types(fused))
@@ -95,13 +96,13 @@ def test_every_activation_in_the_write_back_of_one_design(keras_graphs, compiled
     assert np.array_equal(run_onnx(fused, feeds)[0], run_onnx(normalised, feeds)[0])  # ORT parity, exact
     cfg = hls_backend.config_from_fused_onnx(fused, default_precision="ap_fixed<24,10,AP_RND,AP_SAT>")
     cfg["Model"]["Strategy"] = "Resource"
-    # hls4ml 1.3's io_stream DepthwiseConv1D under Resource does not compute the graph (in both designs
-    # alike: 6.4 off onnxruntime at that layer, 1e-2 at the output with Latency): the depthwise conv runs Latency.
+    # hls4ml 1.3 has no Resource DepthwiseConv1D: in io_parallel its C++ asserts, in io_stream it does not compute
+    # the graph (6.4 off onnxruntime at that layer, fused and unfused alike). The depthwise conv runs Latency.
     cfg["LayerName"]["Conv_1"]["Strategy"] = "Latency"
-    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type="io_stream", hls_config=cfg)
+    got, ref = csim_pair(compiled, fused, normalised, x, backend="Vitis", io_type="io_parallel", hls_config=cfg)
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
-    assert_fused_design(got.output_dir, ref.output_dir, ACT1D_STAGES, "io_stream")
+    assert_fused_design(got.output_dir, ref.output_dir, ACT1D_STAGES, "io_parallel")
     assert {"conv_1d_cl", "depthwise_conv_1d_cl", "dense"} <= {c[0] for c in project.layer_calls(got.output_dir)}
     for op in ("LeakyRelu", "Clip"):
         assert_follows_onnxruntime(got.y, normalised, with_activations_replaced(normalised, op), x, tol=2e-2)

@@ -175,7 +175,7 @@ def test_tiny2_vivado_stream_resource_bit_exact(tiny2, compiled) -> None:
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
 
 
-@pytest.mark.slow  # io_parallel conv write-back: LeakyReLU and QONNX output_quant cover it by default
+@pytest.mark.slow  # io_parallel conv write-back: test_activations_hls's digits_act1d pair covers it by default
 def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> None:
     """digits_cnn io_parallel Latency: fused == unfused, and != the same model without ReLUs (a lost ReLU shows)."""
     normalised, fused, pairs = digits
@@ -193,7 +193,7 @@ def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> Non
     assert differs.mean() > 0.5, f"only {differs.sum()} of {len(x)} outputs differ from the ReLU-less model"
 
 
-@pytest.mark.slow  # the LeakyReLU and ReLU6 default tests compare C-sim with onnxruntime the same way
+@pytest.mark.slow  # test_activations_hls's default digits_act1d pair compares C-sim with onnxruntime the same way
 def test_digits_wide_types_match_onnxruntime(digits, compiled) -> None:
     """Bit-exact with the unfused hls4ml model is not enough (both could be wrong the same way): with wide types
     the fused design must also compute what onnxruntime computes on the file."""
@@ -332,7 +332,7 @@ def test_tiny2_wrapping_types_need_both_casts(tiny2, compiled) -> None:
     assert np.array_equal(got.y, ref.y)
 
 
-@pytest.mark.slow  # by default test_activations_hls.py's digits_act1d pair takes Conv1D through Resource io_stream
+@pytest.mark.slow  # by default test_activations_hls's digits_act1d pair takes Conv1D through Resource (io_parallel)
 def test_conv1d_io_stream_resource_bit_exact(keras_graphs, compiled) -> None:
     """Keras Conv1D (normalised into a true 1-D Conv by onnx_fuse) through hls4ml's Conv1D path, fused vs unfused,
     with the Resource strategy."""
