@@ -7,8 +7,9 @@ Run from anywhere: `python models/make_models.py [NAME ...]` (all when no name i
 - tiny2_float.h5    float rebuild of the 2021 project's tiny2 (../shared/models/tiny2), 5 Conv->ReLU pairs.
 - digits_mobilenet.keras  MobileNet-style blocks (depthwise + pointwise convs, BN, ReLU6 = Clip(0, 6)), 5 pairs.
 - digits_leaky.h5   Conv/Dense -> LeakyReLU(0.1) (YOLO-tiny style), 3 pairs.
-- digits_act1d.keras  Conv1D model with every activation kind: Conv1D and Dense -> LeakyReLU(0.1), depthwise Conv1D
-                    and Dense -> ReLU6, Conv1D -> ReLU, 5 pairs (one compiled design covers every activation).
+- digits_act1d.keras  Conv1D model with every activation kind: Conv1D and Dense -> LeakyReLU(0.1), depthwise,
+                    pointwise (1x1) Conv1D and Dense -> ReLU6, Conv1D -> ReLU, 6 pairs (one compiled design covers
+                    every activation).
 - *.npz             test inputs `x` (and reference outputs `y` where known) for each model.
 """
 
@@ -141,6 +142,8 @@ def make_digits_act1d(x: np.ndarray, y: np.ndarray) -> None:
     h = keras.layers.LeakyReLU(0.1, name="leaky1")(h)
     h = keras.layers.DepthwiseConv1D(3, padding="same", name="dw")(h)
     h = keras.layers.ReLU(6.0, name="dw_relu6")(h)
+    h = keras.layers.Conv1D(16, 1, name="pw")(h)
+    h = keras.layers.ReLU(6.0, name="pw_relu6")(h)
     h = keras.layers.Conv1D(16, 3, padding="valid", activation="relu", name="conv2")(h)
     h = keras.layers.Flatten(name="flatten")(h)
     h = keras.layers.Dense(32, name="fc1")(h)

@@ -78,18 +78,22 @@ def test_activation_in_write_back_other_io(name: str, keras_graphs, compiled) ->
     check_case(name, "io_stream" if CASES[name][5] == "io_parallel" else "io_parallel", keras_graphs, compiled)
 
 
-# digits_act1d's fused ops, each once: Conv1D and Dense -> LeakyReLU, depthwise Conv1D and Dense -> ReLU6, Conv1D ->
-# ReLU; and the nnet stage each activation keeps in the unfused design.
-ACT1D_PAIRS = {"ConvLeakyRelu": 1, "DenseLeakyRelu": 1, "ConvClip": 1, "DenseClip": 1, "ConvRelu": 1}
-ACT1D_STAGES = {"leaky_relu": 2, "onnx_fuse_clip": 2, "relu": 1}
+# digits_act1d's fused ops: Conv1D and Dense -> LeakyReLU, depthwise and pointwise (1x1) Conv1D and Dense -> ReLU6,
+# Conv1D -> ReLU; and the nnet stage each activation keeps in the unfused design.
+ACT1D_PAIRS = {"ConvLeakyRelu": 1, "DenseLeakyRelu": 1, "ConvClip": 2, "DenseClip": 1, "ConvRelu": 1}
+ACT1D_STAGES = {"leaky_relu": 2, "onnx_fuse_clip": 3, "relu": 1}
+# hls4ml's functions of its conv layers: a plain, a depthwise and a pointwise Conv1D (hls4ml's own pass swaps a 1x1
+# conv for its pointwise layer; the fused activation must survive that).
+ACT1D_CONVS = {"conv_1d_cl", "depthwise_conv_1d_cl", "pointwise_conv_1d_cl"}
 
 
 def test_every_activation_in_the_write_back_of_one_design(keras_graphs, compiled) -> None:
     """One compiled pair (Vitis, io_parallel) for every activation family (LeakyReLU and ReLU6 after a conv and
-    a Dense, ReLU after a conv), for Keras Conv1D (normalised into a true 1-D Conv) through hls4ml's Conv1D path
-    with the Resource strategy, and for the io_parallel conv write-back (the other default pairs are io_stream)."""
+    a Dense, ReLU6 after a depthwise and a pointwise conv, ReLU after a conv), for Keras Conv1D (normalised into a
+    true 1-D Conv) through hls4ml's Conv1D path with the Resource strategy, and for the io_parallel conv write-back
+    (the other default pairs are io_stream)."""
     normalised, fused, pairs = keras_graphs("digits_act1d.keras")
-    assert pairs == 5 and Counter(n.op_type for n in fused.graph.node if n.domain == "onnx_fuse") == ACT1D_PAIRS
+    assert pairs == 6 and Counter(n.op_type for n in fused.graph.node if n.domain == "onnx_fuse") == ACT1D_PAIRS
     assert not {"LeakyRelu", "Clip", "Relu"} & set(op_types(fused))
     x = digits_like("digits_act1d", 11, 2.0)  # scaled so that ReLU6 clips on most samples
     feeds = {normalised.graph.input[0].name: x}
@@ -103,7 +107,7 @@ def test_every_activation_in_the_write_back_of_one_design(keras_graphs, compiled
     assert np.array_equal(got.y, ref.y)
     assert len(np.unique(got.y)) > 50
     assert_fused_design(got.output_dir, ref.output_dir, ACT1D_STAGES, "io_parallel")
-    assert {"conv_1d_cl", "depthwise_conv_1d_cl", "dense"} <= {c[0] for c in project.layer_calls(got.output_dir)}
+    assert ACT1D_CONVS | {"dense"} <= {c[0] for c in project.layer_calls(got.output_dir)}
     for op in ("LeakyRelu", "Clip"):
         assert_follows_onnxruntime(got.y, normalised, with_activations_replaced(normalised, op), x, tol=2e-2)
     assert_follows_onnxruntime(got.y, normalised, without_relus(normalised), x, tol=2e-2)

@@ -387,7 +387,7 @@ def pointwise_model() -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.slow  # by default test_cli_hls's SeparableConv2D covers the pointwise conv in io_stream
+@pytest.mark.slow  # by default test_activations_hls's digits_act1d pair covers a pointwise conv (io_parallel)
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
 def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
