@@ -7,6 +7,9 @@ Run from anywhere: `python models/make_models.py [NAME ...]` (all when no name i
 - tiny2_float.h5    float rebuild of the 2021 project's tiny2 (../shared/models/tiny2), 5 Conv->ReLU pairs.
 - digits_mobilenet.keras  MobileNet-style blocks (depthwise + pointwise convs, BN, ReLU6 = Clip(0, 6)), 5 pairs.
 - digits_leaky.h5   Conv/Dense -> LeakyReLU(0.1) (YOLO-tiny style), 3 pairs.
+- digits_act1d.keras  Conv1D model with every activation kind: Conv1D and Dense -> LeakyReLU(0.1), depthwise,
+                    pointwise (1x1) Conv1D and Dense -> ReLU6, Conv1D -> ReLU, 6 pairs (one compiled design covers
+                    every activation).
 - *.npz             test inputs `x` (and reference outputs `y` where known) for each model.
 """
 
@@ -133,6 +136,26 @@ def make_digits_leaky(x: np.ndarray, y: np.ndarray) -> None:
     save(model, "digits_leaky.h5", x[1500:1600, :, :, None], acc)
 
 
+def make_digits_act1d(x: np.ndarray, y: np.ndarray) -> None:
+    inp = keras.Input((8, 8), name="rows")
+    h = keras.layers.Conv1D(16, 3, padding="same", name="conv1")(inp)
+    h = keras.layers.LeakyReLU(0.1, name="leaky1")(h)
+    h = keras.layers.DepthwiseConv1D(3, padding="same", name="dw")(h)
+    h = keras.layers.ReLU(6.0, name="dw_relu6")(h)
+    h = keras.layers.Conv1D(16, 1, name="pw")(h)
+    h = keras.layers.ReLU(6.0, name="pw_relu6")(h)
+    h = keras.layers.Conv1D(16, 3, padding="valid", activation="relu", name="conv2")(h)
+    h = keras.layers.Flatten(name="flatten")(h)
+    h = keras.layers.Dense(32, name="fc1")(h)
+    h = keras.layers.ReLU(6.0, name="fc1_relu6")(h)
+    h = keras.layers.Dense(16, name="fc2")(h)
+    h = keras.layers.LeakyReLU(0.1, name="leaky2")(h)
+    out = keras.layers.Dense(10, name="logits")(h)
+    model = keras.Model(inp, out, name="digits_act1d")
+    acc = train(model, x, y, epochs=20)
+    save(model, "digits_act1d.keras", x[1500:1600], acc)
+
+
 def on_grid(w: np.ndarray) -> np.ndarray:
     """QKeras quantized_bits(8, 2): step 1/32, range [-4, 3.96875]."""
     return np.clip(np.round(w * 32), -128, 127) / 32
@@ -188,6 +211,7 @@ MAKERS = {
     "digits_mlp": make_digits_mlp,
     "digits_mobilenet": make_digits_mobilenet,
     "digits_leaky": make_digits_leaky,
+    "digits_act1d": make_digits_act1d,
     "tiny2_float": lambda x, y: make_tiny2(),
 }
 

@@ -121,8 +121,8 @@ def multi_pattern(tmp_path_factory) -> dict:
     return {"text": stdout.getvalue(), "fused": onnx.load(fused), "hls": tmp / "hls"}
 
 
-# Slow: by default the depthwise family's write-back is compiled by test_activations_hls (digits_mobilenet's
-# depthwise -> ReLU6 pairs) and an unfused residual Add -> ReLU by test_torch_hls (the dynamo ResNet block).
+# Slow: by default the depthwise family's write-back is compiled by test_activations_hls (digits_act1d's
+# depthwise Conv1D -> ReLU6 pair) and an unfused residual Add -> ReLU by test_torch_hls (the dynamo ResNet block).
 @pytest.mark.slow
 def test_depthwise_pairs_apply_their_relu_in_the_write_back(multi_pattern):
     """Keras DepthwiseConv2D/SeparableConv2D: ONNX fuses both pairs, and hls4ml applies both ReLUs in the write-back

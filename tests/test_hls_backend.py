@@ -120,20 +120,23 @@ def csim_pair(compiled, fused, reference, x, **kwargs):
 
 
 def assert_fused_design(
-    fused_dir: Path, unfused_dir: Path, pairs: int, io_type: str, unfused_relus: int | None = None,
+    fused_dir: Path, unfused_dir: Path, pairs: int | dict[str, int], io_type: str, unfused_relus: int | None = None,
     stage: str = "relu",
 ) -> None:
     """No activation stage (nnet::`stage`) left for a fused pair; one process (and in io_stream one FIFO) fewer
-    per pair."""
-    relus = unfused_relus if unfused_relus is not None else pairs
+    per pair. `pairs` maps each stage to its pairs when a design fuses several activation kinds."""
+    stages = pairs if isinstance(pairs, dict) else {stage: pairs}
+    total = sum(stages.values())
     fused_calls, unfused_calls = project.layer_calls(fused_dir), project.layer_calls(unfused_dir)
-    assert len([c for c in fused_calls if c[0] == stage]) == relus - pairs, fused_calls
-    assert len([c for c in unfused_calls if c[0] == stage]) == relus
-    assert len(unfused_calls) - len(fused_calls) == pairs  # one dataflow process fewer per pair
+    for name, stage_pairs in stages.items():
+        relus = unfused_relus if unfused_relus is not None else stage_pairs
+        assert len([c for c in fused_calls if c[0] == name]) == relus - stage_pairs, fused_calls
+        assert len([c for c in unfused_calls if c[0] == name]) == relus
+    assert len(unfused_calls) - len(fused_calls) == total  # one dataflow process fewer per pair
     if io_type == "io_stream":
-        assert project.stream_count(unfused_dir) - project.stream_count(fused_dir) == pairs  # one FIFO fewer
+        assert project.stream_count(unfused_dir) - project.stream_count(fused_dir) == total  # one FIFO fewer
     params = (fused_dir / "firmware" / "parameters.h").read_text()
-    assert params.count("// onnx_fuse: activation in the write-back") == pairs
+    assert params.count("// onnx_fuse: activation in the write-back") == total
 
 
 def test_register_is_idempotent() -> None:
@@ -172,7 +175,7 @@ def test_tiny2_vivado_stream_resource_bit_exact(tiny2, compiled) -> None:
     assert_fused_design(got.output_dir, ref.output_dir, pairs, "io_stream")
 
 
-@pytest.mark.slow  # io_parallel conv write-back: LeakyReLU and QONNX output_quant cover it by default
+@pytest.mark.slow  # io_parallel conv write-back: test_activations_hls's digits_act1d pair covers it by default
 def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> None:
     """digits_cnn io_parallel Latency: fused == unfused, and != the same model without ReLUs (a lost ReLU shows)."""
     normalised, fused, pairs = digits
@@ -190,7 +193,7 @@ def test_digits_io_parallel_bit_exact_and_relu_not_lost(digits, compiled) -> Non
     assert differs.mean() > 0.5, f"only {differs.sum()} of {len(x)} outputs differ from the ReLU-less model"
 
 
-@pytest.mark.slow  # the LeakyReLU and ReLU6 default tests compare C-sim with onnxruntime the same way
+@pytest.mark.slow  # test_activations_hls's default digits_act1d pair compares C-sim with onnxruntime the same way
 def test_digits_wide_types_match_onnxruntime(digits, compiled) -> None:
     """Bit-exact with the unfused hls4ml model is not enough (both could be wrong the same way): with wide types
     the fused design must also compute what onnxruntime computes on the file."""
@@ -329,9 +332,10 @@ def test_tiny2_wrapping_types_need_both_casts(tiny2, compiled) -> None:
     assert np.array_equal(got.y, ref.y)
 
 
+@pytest.mark.slow  # by default test_activations_hls's digits_act1d pair takes Conv1D through Resource (io_parallel)
 def test_conv1d_io_stream_resource_bit_exact(keras_graphs, compiled) -> None:
     """Keras Conv1D (normalised into a true 1-D Conv by onnx_fuse) through hls4ml's Conv1D path, fused vs unfused,
-    with the Resource strategy (the default representative of its templates)."""
+    with the Resource strategy."""
     normalised, fused, pairs = keras_graphs("digits_conv1d.keras")
     assert pairs == 2
     stored = np.load(MODELS / "digits_conv1d.npz")["x"]
@@ -383,7 +387,7 @@ def pointwise_model() -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.slow  # by default test_cli_hls's SeparableConv2D covers the pointwise conv in io_stream
+@pytest.mark.slow  # by default test_activations_hls's digits_act1d pair covers a pointwise conv (io_parallel)
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
 def test_pointwise_convs_keep_their_relu(compiled, io_type: str) -> None:
     """hls4ml swaps 1x1 convs for its pointwise layers in its own passes: the fused ReLU must survive that."""
