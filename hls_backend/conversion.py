@@ -10,7 +10,7 @@ import onnx
 
 from hls_backend.alpha_types import derived_types, has_float_scales, with_types
 from hls_backend.passes import EPILOGUE_CONFIG_KEY, PAIR_CONFIG_KEY
-from hls_backend.preprocess import check_stream_pools, preprocess
+from hls_backend.preprocess import UnsupportedModelError, check_stream_pools, preprocess
 from hls_backend.registration import register
 
 
@@ -89,6 +89,23 @@ def convert(
             hls_config.setdefault("LayerName", {}).setdefault(name, {})[PAIR_CONFIG_KEY] = op
     import hls4ml
 
-    return hls4ml.converters.convert_from_onnx_model(
+    converted = hls4ml.converters.convert_from_onnx_model(
         graph, output_dir=str(output_dir), backend=backend, io_type=io_type, hls_config=hls_config, **kwargs
     )
+    check_depthwise_strategy(converted)
+    return converted
+
+
+def check_depthwise_strategy(graph) -> None:
+    """hls4ml 1.3 has no Resource-strategy depthwise conv: io_parallel asserts in C-sim, io_stream computes other
+    values than the model (a DepthwiseConv1D 6.4 off onnxruntime at that layer, a DepthwiseConv2D 17.9), the same
+    in a fused and an unfused design, so only a comparison with the model would show it. Refused after conversion,
+    where each layer's strategy is resolved."""
+    for layer in graph.get_layers():
+        strategy = str(layer.get_attr("strategy", "latency")).lower()
+        if layer.class_name.startswith("DepthwiseConv") and strategy.startswith("resource"):
+            raise UnsupportedModelError(
+                f"not supported on the hls4ml path: {layer.class_name} '{layer.name}' with the {strategy} strategy "
+                "(hls4ml 1.3 computes depthwise convs correctly only with the Latency strategy: set Strategy: "
+                f"Latency for {layer.name} in --config, or use --strategy Latency)"
+            )

@@ -712,3 +712,20 @@ def test_sigint_during_the_hls_stage_into_a_new_dir_leaves_nothing(cli, tmp_path
     assert_interrupted(interrupted(proc, signal.SIGINT), signal.SIGINT)
     assert not (tmp_path / "new").exists()
     cli.assert_clean()
+
+
+def test_depthwise_conv_under_the_resource_strategy_is_refused(cli, tmp_path):
+    """hls4ml 1.3 computes a Resource-strategy depthwise conv wrong in io_stream (the same in the fused and the
+    unfused design, so bit-exactness cannot catch it): refused in one line; the estimate converts the same design."""
+    depthwise = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], group=2), helper.make_node("Relu", ["c"], ["y"])],
+        [conv_init("w", 2, 1)],
+        {"x": [1, 2, 6, 6]},
+        {"y": [1, 2, 4, 4]},
+    )
+    model = save(depthwise, tmp_path / "depthwise.onnx")
+    cli.watch(model)
+    run = cli.run("estimate", model, "--strategy", "Resource", "-q")
+    assert_one_error(run, 2, "DepthwiseConv2D", "resource strategy", "Latency")
+    cli.assert_clean(tmp_path)
+    assert cli.run("estimate", model, "-q").returncode == 0  # Latency: estimated
