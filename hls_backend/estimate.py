@@ -110,8 +110,8 @@ def stream_words(layer) -> int:
     return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
 
 
-def spec_of(layer, io_type: str) -> LayerSpec | str:
-    """LayerSpec of one hls4ml layer, or the reason it has no rule."""
+def spec_of(layer, io_type: str, target: dict) -> LayerSpec | str:
+    """LayerSpec of one hls4ml layer (`target`: the design's part and clock period), or the reason it has no rule."""
     cls = layer.class_name
     out_var = layer.get_output_variable()
     in_var = layer.get_input_variable()
@@ -119,7 +119,7 @@ def spec_of(layer, io_type: str) -> LayerSpec | str:
     in_shape = [int(s) for s in in_var.shape]
     strategy = str(attr(layer, "strategy", "latency")).lower()
     common = dict(name=layer.name, io_type=io_type, strategy=strategy, reuse=int(attr(layer, "reuse_factor", 1)),
-                  in_bits=precision_width(in_var), out_bits=precision_width(out_var))
+                  in_bits=precision_width(in_var), out_bits=precision_width(out_var), **target)
     channels = shape[-1]
     pixels = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
     in_pixels = int(np.prod(in_shape[:-1])) if len(in_shape) > 1 else 1
@@ -184,11 +184,13 @@ def estimate_graph(model, tool: str | None = None) -> DesignEstimate:
     io_type = model.config.get_config_value("IOType")
     if tool is None:
         tool = "vitis" if "vitis" in str(model.config.get_config_value("Backend", "Vivado")).lower() else "vivado"
+    target = dict(part=str(model.config.get_config_value("Part", "")),
+                  clock_ns=float(model.config.get_config_value("ClockPeriod", 5) or 5))
     layers = []
     for layer in model.get_layers():
         if not layer.get_attr("function_cpp"):
             continue  # the Input layer and in-place reshapes emit no call
-        spec = spec_of(layer, io_type)
+        spec = spec_of(layer, io_type, target)
         if isinstance(spec, str):
             layers.append(LayerEstimate(layer.name, layer.class_name, None, rules.not_covered(spec)))
         else:

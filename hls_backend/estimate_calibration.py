@@ -132,7 +132,7 @@ def fit(rows: list[dict], fifo_rows: list[dict]) -> tuple[dict, dict]:
                     if spec.reuse == 1:  # the adder tree's cycles; at reuse > 1 they overlap the reuse cycles
                         add(("stream_latency_conv", "cycles"), rules.features_stream_latency_conv_cycles(spec),
                             m["lat_max"] / spec.in_pixels - spec.reuse)
-                else:  # the report's own pipeline depth (0 or 1) of the io_parallel layer
+                else:  # the report's own pipeline depth of the layer
                     add(("mult_latency", "ff"), rules.features_mult_latency_ff(spec, m["lat_max"]), m["ff"])
             else:
                 add(("mult_resource", "lut"), rules.features_mult_resource(spec), m["lut"])

@@ -25,8 +25,9 @@ DSP_MIN_DATA_BITS = 10
 # A multiplication by a constant whose canonical-signed-digit form has at most this many non-zero digits is built
 # from shifts and adds in LUTs (Vivado HLS 2019.2 reports: exactly the weights with 3+ digits take a DSP).
 CONST_SHIFT_ADD_DIGITS = 2
-# One DSP48E1 multiplies 25 x 18 bits; wider operands take ceil(a/25) * ceil(b/18) slices.
-DSP_A_BITS, DSP_B_BITS = 25, 18
+# One DSP48E1 (7-series) multiplies 25 x 18 bits, one DSP48E2 (UltraScale and later) 27 x 18; wider operands take
+# ceil(a/A) * ceil(b/18) slices (a 26-bit input times a 10-bit constant: one DSP48E2 in the UltraScale+ reports).
+DSP48E1_A_BITS, DSP48E2_A_BITS, DSP_B_BITS = 25, 27, 18
 # Weights of a Resource-strategy layer live in a ROM `reuse` words deep; up to this many bits it is built from
 # LUTs (the 96 x 8-bit ROM of tiny2's 1x1 conv takes no BRAM, a 2048 x 8-bit one takes one).
 ROM_LUT_MAX_BITS = 1024
@@ -96,7 +97,7 @@ class LayerSpec:
     partitions: int = 1  # io_parallel conv: output pixels are computed in this many sequential groups
     fused_activation: str | None = None  # the activation a fused conv/Dense applies in its write-back
     elements: int = 0  # activation/softmax: elements per call
-    part: str = ""  # the FPGA part (its family sets how much logic fits in one clock period)
+    part: str = ""  # the FPGA part (its family sets the DSP slice and how much logic fits in one clock period)
     clock_ns: float = 5.0
 
 
@@ -122,6 +123,11 @@ def not_covered(why: str) -> LayerCost:
     return LayerCost(None, None, None, None, None, None, None, None, note=f"not covered: {why}")
 
 
+def is_series7(part: str) -> bool:
+    """7-series parts (Zynq-7000, Artix-7, Kintex-7, Virtex-7): DSP48E1 slices, slower logic than UltraScale(+)."""
+    return part.lower().startswith("xc7")
+
+
 def csd_digits(n: int) -> int:
     """Non-zero digits of n in canonical signed-digit (non-adjacent) form."""
     n, digits = abs(int(n)), 0
@@ -133,11 +139,15 @@ def csd_digits(n: int) -> int:
     return digits
 
 
-def dsp_per_product(a_bits: int, b_bits: int) -> int:
+def dsp_a_bits(part: str) -> int:
+    return DSP48E1_A_BITS if is_series7(part) else DSP48E2_A_BITS
+
+
+def dsp_per_product(a_bits: int, b_bits: int, part: str = "") -> int:
     if min(a_bits, b_bits) <= DSP_MIN_DATA_BITS:
         return 0
-    return min(math.ceil(a_bits / DSP_A_BITS) * math.ceil(b_bits / DSP_B_BITS),
-               math.ceil(b_bits / DSP_A_BITS) * math.ceil(a_bits / DSP_B_BITS))
+    a = dsp_a_bits(part)
+    return min(math.ceil(a_bits / a) * math.ceil(b_bits / DSP_B_BITS), math.ceil(b_bits / a) * math.ceil(a_bits / DSP_B_BITS))
 
 
 def rom_bram18k(depth: int, width_bits: int) -> int:
@@ -196,7 +206,7 @@ def features_stream_latency_conv_cycles(spec: LayerSpec) -> tuple[float, ...]:
 def features_mult_resource(spec: LayerSpec) -> tuple[float, ...]:
     """The reuse loop selects one input and one accumulator per product each cycle (index multiplexers over
     n_in x in_bits and n_out x acc_bits, registered), multiplies in LUTs when no DSP is used, plus control."""
-    lut_products = 0 if dsp_per_product(spec.in_bits, spec.w_bits) else block_factor(spec)
+    lut_products = 0 if dsp_per_product(spec.in_bits, spec.w_bits, spec.part) else block_factor(spec)
     return (spec.n_in * spec.in_bits + spec.n_out * spec.acc_bits, lut_products * spec.in_bits * spec.w_bits, 1.0)
 
 
@@ -221,11 +231,6 @@ def features_softmax(spec: LayerSpec) -> tuple[float, ...]:
     return (spec.elements * spec.in_bits,)
 
 
-def is_series7(part: str) -> bool:
-    """7-series parts (Zynq-7000, Artix-7, Kintex-7, Virtex-7): slower logic than UltraScale(+)."""
-    return part.lower().startswith("xc7")
-
-
 def latency_stages(spec: LayerSpec, dsp: int) -> int:
     """Pipeline stages of a Latency-strategy product. UltraScale(+) parts at the reports' 5 ns: 0 (combinational)
     for adder trees of < 8 products per output without DSPs, 1 otherwise (threshold read off the calibration
@@ -240,7 +245,7 @@ def latency_stages(spec: LayerSpec, dsp: int) -> int:
 def mult_layer(spec: LayerSpec) -> LayerCost:
     """Dense, or conv as one dense product per output pixel (hls4ml's conv mult config)."""
     rules: dict[str, str] = {}
-    per = dsp_per_product(spec.in_bits, spec.w_bits)
+    per = dsp_per_product(spec.in_bits, spec.w_bits, spec.part)
     if spec.strategy == "latency":
         limit = multiplier_limit(spec)
         if spec.in_bits <= DSP_MIN_DATA_BITS:
@@ -252,8 +257,8 @@ def mult_layer(spec: LayerSpec) -> LayerCost:
         else:
             dsp_products = min(round(FITTED_SCALARS["dsp_weight_fraction"] * spec.nonzero), limit)
             rules["dsp"] = "fitted: weights unknown, fitted share of non-zero weights"
-        # a constant product needs one slice up to 25 x 18 bits (the constant fits the narrow port)
-        dsp = dsp_products * max(1, math.ceil(spec.in_bits / DSP_A_BITS)) if dsp_products else 0
+        # a constant product needs one slice while the data fits the wide port (the constant fits the narrow one)
+        dsp = dsp_products * max(1, math.ceil(spec.in_bits / dsp_a_bits(spec.part))) if dsp_products else 0
         bram = 0
         rules["bram18k"] = "analytic: weights are constants in the logic"
     else:
