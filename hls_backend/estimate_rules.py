@@ -312,8 +312,11 @@ def mult_layer(spec: LayerSpec) -> LayerCost:
         if index_table(spec):
             rules["latency"] += f" (with the {spec.reuse}-cycle index loop)"
         return LayerCost(bram, dsp, ff, lut, lat, lat, lat, lat, rules)
-    partitions = max(spec.partitions, 1) if spec.kind == "conv" else 1
-    lat, ii = call_lat * partitions + (partitions - 1 if partitions > 1 else 0), call_ii * partitions
+    if spec.kind == "conv":  # hls4ml's conv_*_latency_cl: a loop over the partitions pipelined at interval reuse
+        partitions = max(spec.partitions, 1)
+        lat, ii = call_ii * partitions + call_lat, call_ii * partitions
+    else:
+        partitions, lat, ii = 1, call_lat, call_ii
     rules["latency"] = f"analytic: {partitions} pipeline iteration(s) at interval {call_ii}"
     return LayerCost(bram, dsp, ff, lut, lat, lat, ii, ii, rules)
 
