@@ -1,7 +1,7 @@
 """Accuracy of `onnx-fuse estimate` on the committed csynth reports, per resource, held-out designs first; then
 rule4ml 0.2.0 (if installed: `pip install rule4ml==0.2.0`) on the same io_parallel designs.
 
-    python bench/bench_estimate.py [--no-rule4ml]
+    python bench/bench_estimate.py [--no-rule4ml] [--split heldout|calibration]
 
 Targets (issue 20): BRAM_18K within max(2, 10%) and DSP within 15% on >= 80% of designs, FF and LUT sMAPE <= 25%,
 latency and interval within 10% on >= 80%.
@@ -98,6 +98,8 @@ def rule4ml_predictions(mlps: dict[str, dict]) -> dict[str, dict[str, float]] | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-rule4ml", action="store_true")
+    parser.add_argument("--split", choices=("heldout", "calibration"), help="list only these designs (the summary "
+                        "covers all)")
     args = parser.parse_args()
     rows, fifo_rows = read_rows(DATA / "csynth_instances.tsv"), read_fifo_rows(DATA)
     split = {r["design"]: r["split"] for r in rows}
@@ -106,6 +108,8 @@ def main() -> None:
     print("| design | split | io | " + " | ".join(LABEL[k] + " est / report" for k in KEYS) + " |")
     print("|---|---|---|" + "---:|" * len(KEYS))
     for d, c in checks.items():
+        if args.split and c.split != args.split:
+            continue
         cells = " | ".join(cell(k, c.estimate[k], c.report[k]) for k in KEYS)
         print(f"| {d} | {c.split} | {c.io_type} | {cells} |")
     print()
