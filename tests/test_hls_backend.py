@@ -161,7 +161,7 @@ def test_pair_marks_survive_qonnx(tiny2) -> None:
     assert all(producers[n.input[0]] == "Conv" for n in graph.graph.node if n.name in marks)
 
 
-@pytest.mark.slow  # 2 x 25 s of io_stream C-sim; the default suite covers Resource with conv1d, rounding with pointwise
+@pytest.mark.slow  # 2 x 25 s of io_stream C-sim; the default suite covers Resource and AP_RND/AP_SAT types with digits_act1d
 def test_tiny2_vivado_stream_resource_bit_exact(tiny2, compiled) -> None:
     """tiny2 with its original rounding/saturating precisions, Vivado io_stream Resource."""
     normalised, fused, pairs = tiny2
