@@ -1,12 +1,13 @@
 """Recorded command output in README.md and docs/*.md, kept true: each fenced block preceded by
 
-    <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->
+    <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->   or   <!-- recorded (slow, timings): COMMAND -->
 
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
 by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write
 [PAGE ...]` reruns every command (of the pages named, or of all) and rewrites the blocks; without --write the script
-compares (timings excepted), as tests/test_docs.py does (the blocks marked slow under -m slow). A `setup:` clause
-names a function below that prepares the directory."""
+compares (timings excepted), as tests/test_docs.py does (the blocks marked slow under -m slow). A block marked
+`timings` is a benchmark table whose every number is a measurement: its rerun must print the same rows and words.
+A `setup:` clause names a function below that prepares the directory."""
 
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r"<!-- recorded( \(slow\))?: (.*?)(?:; setup: (\w+))? -->\n```\n(.*?)```\n", re.S)
+MARKER = re.compile(r"<!-- recorded( \(slow(, timings)?\))?: (.*?)(?:; setup: (\w+))? -->\n```\n(.*?)```\n", re.S)
 # what varies from run to run: stage timings, hls4ml's compile/predict seconds
 VARYING = [(re.compile(r"^(\s*time:).*$", re.M), r"\1 ...")]
+MEASURED = re.compile(r"\d+(?:\.\d+)?")  # in a timings block, every number
 
 
 @dataclass
 class Block:
     page: Path
     expensive: bool  # marked "(slow)": loads TensorFlow, builds hls4ml projects or runs a benchmark
+    timings: bool  # marked "(slow, timings)": a benchmark's measurements
     command: str
     setup: str | None
     text: str
@@ -41,7 +44,7 @@ def pages() -> list[Path]:
 
 def blocks(page: Path) -> list[Block]:
     text = page.read_text()
-    return [Block(page, bool(m.group(1)), m.group(2), m.group(3), m.group(4), m.start(4), m.end(4))
+    return [Block(page, bool(m.group(1)), bool(m.group(2)), m.group(3), m.group(4), m.group(5), m.start(5), m.end(5))
             for m in MARKER.finditer(text)]
 
 
@@ -148,10 +151,10 @@ def produce(block: Block) -> str:
         return "\n".join(out) + "\n"
 
 
-def normal(text: str) -> str:
+def normal(text: str, timings: bool = False) -> str:
     for pattern, replacement in VARYING:
         text = pattern.sub(replacement, text)
-    return text
+    return re.sub(r"[ \t]+", " ", MEASURED.sub("N", text)) if timings else text  # numbers' widths move columns
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         text = page.read_text()
         for block in reversed(found):  # rewrite from the end: earlier offsets stay valid
             fresh = produce(block)
-            if args.write and normal(fresh) != normal(block.text):  # timings alone do not churn the page
+            same = normal(fresh, block.timings) == normal(block.text, block.timings)
+            if args.write and not same:  # timings alone do not churn the page
                 text = text[: block.start] + fresh + text[block.end :]
-            elif normal(fresh) != normal(block.text):
+            elif not same:
                 stale += 1
                 print(f"{page.relative_to(REPO)}: recorded output of `{block.command}` is stale", file=sys.stderr)
         if args.write:
