@@ -50,6 +50,7 @@ def test_tiny2_variants_table_matches_the_docs(tiny2_graphs):
         assert line in page
 
 
+@pytest.mark.slow  # the same two tiny2 conversions (19 s); the fused = unfused minus the pairs rule runs on digits
 def test_tiny2_readme_figures(tiny2_graphs):
     unfused, fused = (design_report(tiny2_graphs[f]) for f in (False, True))
     assert (len(unfused.processes), len(fused.processes)) == (15, 10)
