@@ -24,7 +24,7 @@ from hls_backend.constant_rank import DropLeadingOnesOfConstants
 from hls_backend.pool1d import mark_1d_pools
 from hls_backend.gemm_bias import ZeroBiasForGemm
 from hls_backend.pooling import ChannelsLastAveragePool
-from hls_backend.uniform_scales import uniform_po2_weight_scales
+from hls_backend.uniform_scales import is_po2, uniform_po2_weight_scales
 from hls_backend.weight_scales import move_weight_scales_below
 from hls_backend.resize import ChannelsLastResize, mark_1d_resizes
 from onnx_fuse.patterns import BY_OP, FUSED_DOMAIN, PAIR_KEY, clip_bounds, fused_nodes
@@ -129,15 +129,11 @@ def check_dense_bias_scales(model: onnx.ModelProto) -> None:
         if node.op_type != "Quant" or node.output[0] not in adds or node.input[0] not in constants:
             continue
         scale = constants.get(node.input[1])
-        if scale is not None and not is_power_of_2(scale):
+        if scale is not None and not is_po2(scale):
             raise UnsupportedModelError(
                 f"Quant '{node.name}' gives a Dense bias a scale that is not a power of 2, which hls4ml 1.3 cannot "
                 "convert (its precision inference fails): export that bias unquantized or with a power-of-2 scale"
             )
-
-
-def is_power_of_2(scale: np.ndarray) -> bool:
-    return bool(np.all(np.log2(np.abs(scale)) == np.round(np.log2(np.abs(scale)))))
 
 
 def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
@@ -155,11 +151,11 @@ def check_per_channel_weight_scales(model: onnx.ModelProto) -> None:
         if quant is None or quant.op_type != "Quant" or quant.input[0] not in constants:
             continue
         scale = constants.get(quant.input[1])
-        if scale is None or np.all(scale == scale.reshape(-1)[0]) or is_power_of_2(scale):
+        if scale is None or np.all(scale == scale.reshape(-1)[0]) or is_po2(scale):
             continue
         source = producers.get(node.input[0])
         in_scale = constants.get(source.input[1]) if source is not None and source.op_type == "Quant" else None
-        if node.op_type == "Conv" and (in_scale is None or is_power_of_2(in_scale)):
+        if node.op_type == "Conv" and (in_scale is None or is_po2(in_scale)):
             continue
         raise UnsupportedModelError(
             f"Quant '{quant.name}' gives {node.op_type} '{node.name}' per-channel weight scales that are not powers of "

@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 
 def is_po2(scale: np.ndarray) -> bool:
+    """Every element a positive power of 2 (what hls4ml 1.3 turns into a fixed-point type rather than a scale)."""
     mantissa, _ = np.frexp(scale)
     return bool(np.all(scale > 0) and np.all(mantissa == 0.5))
 

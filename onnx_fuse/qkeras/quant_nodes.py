@@ -19,8 +19,8 @@ from onnx import helper, numpy_helper
 from onnx_fuse.qkeras.quantizers import QuantSpec, same_spec
 from onnx_fuse.qkeras.names import in_scope, unscoped
 from onnx_fuse.qkeras.rebuild import QuantLayer
+from onnx_fuse.qonnx_ops import QONNX_DOMAIN
 
-QONNX_DOMAIN = "qonnx.custom_op.general"
 ACTIVATION_OPS = {"Relu", "Clip", "Max", "Min", "Identity"}
 WEIGHT_OPS = {"Conv", "Gemm", "MatMul", "Add"}
 
