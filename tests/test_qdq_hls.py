@@ -11,6 +11,7 @@ import hls_backend
 from onnx_fuse.fusion import fuse
 from onnx_fuse.normalise import normalise
 from onnx_fuse.verify import run_onnx
+from conftest import MODELS
 from qdq_graphs import qdq_cnn
 from test_hls_backend import assert_fused_design, csim_pair
 from test_qdq import ties
@@ -77,20 +78,24 @@ def test_qdq_bit_exact_fused_unfused_without_config(case, io_type, write_back, c
     # outputs up to 2478, measured); only fused == unfused is claimed for them.
 
 
+def bit_exact_hls_out(model: str, tmp_path, capsys) -> str:
+    """The CLI's summary of `--hls-out` on a bundled QDQ model with the digits' parity inputs, after checking that it
+    succeeded and that C-sim was fused == unfused bit for bit on all 116 inputs."""
+    from onnx_fuse.cli import main
+
+    code = main([str(MODELS / model), str(tmp_path / "out.onnx"), "--data", str(MODELS / "digits_cnn_qdq.npz"),
+                 "--hls-out", str(tmp_path / "hls"), "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    return out
+
+
 @pytest.mark.slow
 def test_quantize_static_per_tensor_through_hls_fused_equals_unfused(tmp_path, capsys):
     """onnxruntime's static quantization with per-tensor (float) weight scales through --hls-out: converts with no
     config (float scales become hls4ml ApplyAlpha layers), fused == unfused bit for bit."""
-    from pathlib import Path
-
-    from onnx_fuse.cli import main
-
-    models = Path(__file__).resolve().parent.parent / "models"
-    code = main([str(models / "digits_cnn_qdq_per_tensor.onnx"), str(tmp_path / "out.onnx"), "--data",
-                 str(models / "digits_cnn_qdq.npz"), "--hls-out", str(tmp_path / "hls"), "-q"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    out = bit_exact_hls_out("digits_cnn_qdq_per_tensor.onnx", tmp_path, capsys)
     # each Quant after a producer is two ApplyAlpha stages (scale, rescale): the write-back takes the first only
     # (taking both lost the first: fused != unfused), and the types from the float scales keep it near the model
     assert "hls4ml: 3 scale stages in the write-back too" in out and "holds Quant_4_scale already" in out
@@ -102,16 +107,7 @@ def test_quantize_static_per_channel_through_hls_fused_equals_unfused(tmp_path, 
     """onnxruntime's static quantization with per-channel float weight scales (refused before weight_scales.py): each
     layer's scale goes into its write-back, the activation Quant's rescaling ApplyAlpha after it stays a stage (one
     stage per write-back; taking it too once overwrote the first, 0.101 off the unfused design), fused == unfused."""
-    from pathlib import Path
-
-    from onnx_fuse.cli import main
-
-    models = Path(__file__).resolve().parent.parent / "models"
-    code = main([str(models / "digits_cnn_qdq.onnx"), str(tmp_path / "out.onnx"), "--data",
-                 str(models / "digits_cnn_qdq.npz"), "--hls-out", str(tmp_path / "hls"), "-q"])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "hls4ml C-sim fused vs unfused: bit-exact on 116 inputs" in out
+    out = bit_exact_hls_out("digits_cnn_qdq.onnx", tmp_path, capsys)
     assert ("3 scale stages in the write-back too: Quant_7_scale (applyalpha) into Conv2D_Conv_0, Quant_9_scale "
             "(applyalpha) into Conv2D_Conv_1, Quant_11_scale (applyalpha) into Dense_MatMul_0") in out
     assert out.count("(one epilogue stage per write-back)") == 3
