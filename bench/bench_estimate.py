@@ -13,8 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from hls_backend.estimate_calibration import estimate_design, read_fifo_rows, read_rows
-from hls_backend.estimate_rules import DSP_MIN_DATA_BITS
+from hls_backend.estimate_calibration import SUMMARY_KINDS, estimate_design, read_fifo_rows, read_rows, weights_read
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 KEYS = ("bram18k", "dsp", "ff", "lut", "lat_max", "ii_max")
@@ -29,7 +28,7 @@ MLP_KINDS = {"dense", "relu", "softmax"}  # layers every estimate here covers
 def mlp_of(design: str, rows: list[dict]) -> dict | None:
     """The Keras MLP a report describes (dense sizes, activations, reuse factor, precision, board), for rule4ml,
     which sees neither the weights nor the pruning; None unless the design is an io_parallel MLP."""
-    inner = [r for r in rows if r["design"] == design and r["kind"] not in ("total", "fifos")]
+    inner = [r for r in rows if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
     if inner[0]["io_type"] != "io_parallel" or {r["kind"] for r in inner} - MLP_KINDS:
         return None
     layers = []
@@ -65,11 +64,16 @@ def cell(key: str, est: float, rep: float | None) -> str:
     return f"{est:.0f} / {rep} ({rel})"
 
 
-def weights_read(design: str, rows: list[dict]) -> bool:
-    """Every product that could take a DSP (Latency strategy, data wider than 10 bits) has its weights counted, as
-    in every `onnx-fuse estimate` run; elsewhere the DSP estimate is the fitted fallback share."""
-    return all(r["dsp_weights"] for r in rows if r["design"] == design and r["kind"] in ("dense", "conv")
-               and r["strategy"].lower() == "latency" and int(r["in_bits"] or 16) > DSP_MIN_DATA_BITS)
+def summary(checks: dict, key: str) -> list[str]:
+    """One resource's result on the held-out, the calibration and all designs (those whose report has the value)."""
+    parts = []
+    for split in ("heldout", "calibration", None):
+        group = [c for c in checks.values() if (split is None or c.split == split) and c.report[key] is not None]
+        if key in ("ff", "lut"):
+            parts.append(f"sMAPE {100 * sum(smape(c.estimate[key], c.report[key]) for c in group) / len(group):.0f}%")
+        else:
+            parts.append(f"{sum(ok(key, c.estimate[key], c.report[key]) for c in group)}/{len(group)} within")
+    return parts
 
 
 def rule4ml_predictions(mlps: dict[str, dict]) -> dict[str, dict[str, float]] | str:
@@ -116,20 +120,10 @@ def main() -> None:
     print("| resource | target | held-out | calibration | all |")
     print("|---|---|---|---|---|")
     for k in KEYS:
-        parts = []
-        for split in ("heldout", "calibration", None):
-            group = [c for c in checks.values() if (split is None or c.split == split) and c.report[k] is not None]
-            if k in ("ff", "lut"):
-                parts.append(f"sMAPE {100 * sum(smape(c.estimate[k], c.report[k]) for c in group) / len(group):.0f}%")
-            else:
-                parts.append(f"{sum(ok(k, c.estimate[k], c.report[k]) for c in group)}/{len(group)} within")
-        print(f"| {LABEL[k]} | {TARGET.get(k, '10% on 80%')} | " + " | ".join(parts) + " |")
+        print(f"| {LABEL[k]} | {TARGET.get(k, '10% on 80%')} | " + " | ".join(summary(checks, k)) + " |")
         if k == "dsp":
-            parts = []
-            for split in ("heldout", "calibration", None):
-                group = [c for d, c in checks.items() if (split is None or c.split == split) and weights_read(d, rows)]
-                parts.append(f"{sum(ok(k, c.estimate[k], c.report[k]) for c in group)}/{len(group)} within")
-            print("| DSP, designs whose weights were read | 15% on 80% | " + " | ".join(parts) + " |")
+            read = {d: c for d, c in checks.items() if weights_read(d, rows)}
+            print("| DSP, designs whose weights were read | 15% on 80% | " + " | ".join(summary(read, k)) + " |")
     if args.no_rule4ml:
         return
     print()

@@ -53,6 +53,13 @@ def hls_tool(version: str) -> str:
     return "vitis" if version.startswith("vitis") or (int(year), int(minor[:1] or 0)) >= (2020, 2) else "vivado"
 
 
+def weights_read(design: str, rows: list[dict]) -> bool:
+    """Every product of the design that could take a DSP (Latency strategy, data wider than 10 bits) has its weights
+    counted, as in every `onnx-fuse estimate` run; elsewhere its DSP estimate is the fitted fallback share."""
+    return all(r["dsp_weights"] for r in rows if r["design"] == design and r["kind"] in ("dense", "conv")
+               and r["strategy"].lower() == "latency" and int(r["in_bits"] or 16) > rules.DSP_MIN_DATA_BITS)
+
+
 def number(value: str, default: int | None = 0) -> int | None:
     return int(value) if value != "" else default
 
@@ -176,9 +183,9 @@ def estimate_design(design: str, rows: list[dict], fifo_rows: list[dict]) -> Des
     """The estimate of one reported design from its layer rows (and its report's FIFO shapes)."""
     inner = [r for r in rows if r["design"] == design and r["kind"] not in SUMMARY_KINDS]
     total_row = next(r for r in rows if r["design"] == design and r["kind"] == "total")
-    covered = [r for r in inner if rules.layer_cost(spec_from_row(r)).covered]
-    specs = [spec_from_row(r) for r in covered]
-    costs = [rules.layer_cost(s) for s in specs]
+    costed = [(r, spec, rules.layer_cost(spec)) for r, spec in ((r, spec_from_row(r)) for r in inner)]
+    specs = [spec for _, spec, cost in costed if cost.covered]
+    costs = [cost for _, _, cost in costed if cost.covered]
     io_type = inner[0]["io_type"]
     fifo = {}
     if io_type == "io_stream":
@@ -191,7 +198,7 @@ def estimate_design(design: str, rows: list[dict], fifo_rows: list[dict]) -> Des
     est.update(lat_min=total["latency_min"], lat_max=total["latency_max"], ii_min=total["interval_min"],
                ii_max=total["interval_max"])
     report: dict[str, int | None] = measured(total_row)
-    uncovered = [r for r in inner if r not in covered]
+    uncovered = [r for r, _, cost in costed if not cost.covered]
     for r in uncovered:
         for k in RESOURCES:
             report[k] -= int(r[k])

@@ -35,8 +35,7 @@ ROM_LUT_MAX_BITS = 1024
 ROM_WIDTH_AT_DEPTH = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
 
 # Each process of an io_stream dataflow region adds this many cycles to the design's latency (its start/done
-# handshake): the hls4ml MLP of 8 one- or two-cycle processes (Vitis HLS 2025.2) reports 20 cycles for 13 of
-# process latencies.
+# handshake): the hls4ml MLP of 8 processes (Vitis HLS 2025.2) reports 20 cycles where their latencies add up to 13.
 DATAFLOW_HANDSHAKE_CYCLES = 1
 
 # Fitted on the calibration split only (bench/fit_estimate.py prints these; tests/test_estimate.py checks that the
@@ -62,7 +61,7 @@ FITTED: dict[tuple[str, str], tuple[float, ...]] = {('mult_latency', 'lut'): (1.
 # Fitted scalars: fraction of non-zero weights that need a DSP when the weights are not known; cycles a
 # Resource-strategy stream conv spends per input pixel beyond its reuse factor (max) and at least (min); cycles of
 # the io_parallel top function beyond its layers; the softmax's pipeline depth; LUT per FIFO (csynth reports FIFO
-# LUT only as one summary line per design).
+# LUT only as one summary line per design); nanoseconds of logic a 7-series pipeline stage holds (latency_stages).
 FITTED_SCALARS: dict[str, float] = {'dsp_weight_fraction': 0.4989,
  'stream_conv_extra_cycles': 8.0625,
  'stream_conv_min_cycles': 4.0,
@@ -147,7 +146,8 @@ def dsp_per_product(a_bits: int, b_bits: int, part: str = "") -> int:
     if min(a_bits, b_bits) <= DSP_MIN_DATA_BITS:
         return 0
     a = dsp_a_bits(part)
-    return min(math.ceil(a_bits / a) * math.ceil(b_bits / DSP_B_BITS), math.ceil(b_bits / a) * math.ceil(a_bits / DSP_B_BITS))
+    return min(math.ceil(a_bits / a) * math.ceil(b_bits / DSP_B_BITS),
+               math.ceil(b_bits / a) * math.ceil(a_bits / DSP_B_BITS))
 
 
 def rom_bram18k(depth: int, width_bits: int) -> int:

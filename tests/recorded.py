@@ -1,6 +1,7 @@
 """Recorded command output in README.md and docs/*.md, kept true: each fenced block preceded by
 
-    <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->   or   <!-- recorded (slow, timings): COMMAND -->
+    <!-- recorded: COMMAND -->   or   <!-- recorded (slow): COMMAND -->
+    or   <!-- recorded (slow, timings): COMMAND -->
 
 is COMMAND's output (stdout and stderr), run in a scratch directory where `models/` is the repo's; a block preceded
 by `<!-- recorded: $ -->` holds `$ COMMAND` lines each followed by its output. `python tests/recorded.py --write
@@ -36,6 +37,10 @@ class Block:
     text: str
     start: int
     end: int
+
+    def normal(self, text: str) -> str:
+        """`text` with what varies between runs of this block's command masked."""
+        return normal(text, self.timings)
 
 
 def pages() -> list[Path]:
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         text = page.read_text()
         for block in reversed(found):  # rewrite from the end: earlier offsets stay valid
             fresh = produce(block)
-            same = normal(fresh, block.timings) == normal(block.text, block.timings)
+            same = block.normal(fresh) == block.normal(block.text)
             if args.write and not same:  # timings alone do not churn the page
                 text = text[: block.start] + fresh + text[block.end :]
             elif not same:

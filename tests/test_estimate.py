@@ -10,7 +10,8 @@ import pytest
 
 from conftest import MODELS, REPO
 from hls_backend import estimate_rules as rules
-from hls_backend.estimate_calibration import estimate_design, fit, hls_tool, read_fifo_rows, read_rows, spec_from_row
+from hls_backend.estimate_calibration import (estimate_design, fit, hls_tool, read_fifo_rows, read_rows, spec_from_row,
+                                             weights_read)
 from hls_backend.estimate_rules import LayerSpec
 
 DATA = REPO / "tests" / "data"
@@ -91,11 +92,6 @@ def within(estimate: int, report: int, rel: float, floor: int = 0) -> bool:
 
 def smape(estimate: int, report: int) -> float:
     return 0.0 if estimate == report == 0 else abs(estimate - report) / ((abs(estimate) + abs(report)) / 2)
-
-
-def weights_read(design: str, rows) -> bool:
-    return all(r["dsp_weights"] for r in rows if r["design"] == design and r["kind"] in ("dense", "conv")
-               and r["strategy"].lower() == "latency" and int(r["in_bits"] or 16) > rules.DSP_MIN_DATA_BITS)
 
 
 def test_held_out_designs_against_the_targets(report_rows):

@@ -718,7 +718,8 @@ def test_depthwise_conv_under_the_resource_strategy_is_refused(cli, tmp_path):
     """hls4ml 1.3 computes a Resource-strategy depthwise conv wrong in io_stream (the same in the fused and the
     unfused design, so bit-exactness cannot catch it): refused in one line; the estimate converts the same design."""
     depthwise = make_model(
-        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], group=2), helper.make_node("Relu", ["c"], ["y"])],
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], group=2),
+         helper.make_node("Relu", ["c"], ["y"])],
         [conv_init("w", 2, 1)],
         {"x": [1, 2, 6, 6]},
         {"y": [1, 2, 4, 4]},
